@@ -1,0 +1,68 @@
+"""minigrad: a small, fast training framework with Flux's names.
+
+``import minigrad as mg`` (or ``from minigrad import *``) gives the autograd
+(:mod:`minigrad.tracker`), the ops (:mod:`minigrad.ops`), layers, losses and optimisers.
+
+>>> import numpy as np, minigrad as mg
+>>> W, b = mg.rand(2, 5), mg.rand(2)
+>>> x, y = np.random.rand(5), np.random.rand(2)
+>>> loss = lambda x, y: mg.sum((W @ x + b - y) ** 2)
+>>> grads = mg.gradient(lambda: loss(x, y), mg.params(W, b))
+>>> grads[W].shape, grads[b].shape
+((2, 5), (2,))
+"""
+
+from . import losses, ops, optimise, tracker
+from .layers import Chain, Dense, glorot_uniform
+from .ops import (
+    abs,
+    concatenate,
+    exp,
+    identity,
+    leakyrelu,
+    log,
+    logsigmoid,
+    logsoftmax,
+    logσ,
+    maximum,
+    mean,
+    minimum,
+    relu,
+    reshape,
+    sigmoid,
+    softmax,
+    softplus,
+    sqrt,
+    sum,
+    tanh,
+    transpose,
+    σ,
+)
+from .optimise import update_
+from .tracker import (
+    Grads,
+    Param,
+    Params,
+    data,
+    gradient,
+    ones,
+    param,
+    params,
+    rand,
+    randn,
+    withgradient,
+    zeros,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "tracker", "ops", "losses", "optimise",
+    "Param", "Params", "Grads", "param", "params", "gradient", "withgradient", "data",
+    "rand", "randn", "zeros", "ones",
+    "Dense", "Chain", "glorot_uniform",
+    "abs", "concatenate", "exp", "identity", "leakyrelu", "log", "logsigmoid", "logsoftmax",
+    "logσ", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid", "softmax", "softplus",
+    "sqrt", "sum", "tanh", "transpose", "σ",
+    "update_",
+]

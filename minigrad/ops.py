@@ -1,0 +1,546 @@
+"""Differentiable operations: each forward next to its vector-Jacobian product (VJP).
+
+Every op computes its result with NumPy on the raw values, then hands it to
+:func:`minigrad.tracker.record` with a closure ``vjp(g)`` returning one gradient per input.
+Outside a gradient computation ``record`` returns the NumPy result untouched, so the only
+cost over NumPy is one function call.  Broadcasting is NumPy's; :func:`unbroadcast` sums a
+gradient back to the shape of the input it belongs to.
+
+The Python operators and NumPy's ufunc/function protocols of trainable arrays are bound at the
+end of this file.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .tracker import Node, current_tape, data, record
+
+__all__ = [
+    "add", "sub", "mul", "div", "pow", "neg", "matmul", "sum", "mean", "exp", "log", "sqrt",
+    "abs", "tanh", "sigmoid", "σ", "relu", "leakyrelu", "softplus", "logsigmoid", "logσ",
+    "softmax", "logsoftmax", "maximum", "minimum", "reshape", "transpose", "concatenate",
+    "getindex", "astype", "identity", "dense", "unbroadcast",
+]
+
+
+def unbroadcast(g, shape: tuple):
+    """Sum ``g`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    g = np.asarray(g)
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if stretched:
+        g = g.sum(axis=stretched, keepdims=True)
+    return g.reshape(shape)
+
+
+def _elementwise(name: str, fn, a, b):
+    """Apply the NumPy binary ``fn``; name the op and the shapes if they do not broadcast."""
+    ad, bd = data(a), data(b)
+    try:
+        return ad, bd, fn(ad, bd)
+    except ValueError as err:
+        raise ValueError(
+            f"{name}: shapes {np.shape(ad)} and {np.shape(bd)} do not broadcast together "
+            "(NumPy aligns trailing axes; a bias of shape (n,) added to an (n, batch) matrix "
+            "must be written b[:, None])"
+        ) from err
+
+
+# -- arithmetic ----------------------------------------------------------------------------------
+
+def add(a, b):
+    """``a + b`` with broadcasting.  VJP: ``g`` summed back to each input's shape."""
+    ad, bd, y = _elementwise("add", np.add, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    return record(y, (a, b), lambda g: (unbroadcast(g, sa), unbroadcast(g, sb)))
+
+
+def sub(a, b):
+    """``a - b`` with broadcasting.  VJP: ``(g, -g)`` summed back to each input's shape."""
+    ad, bd, y = _elementwise("sub", np.subtract, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    return record(y, (a, b), lambda g: (unbroadcast(g, sa), unbroadcast(-g, sb)))
+
+
+def mul(a, b):
+    """``a * b`` elementwise.  VJP: ``(g·b, g·a)``."""
+    ad, bd, y = _elementwise("mul", np.multiply, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    ta, tb = isinstance(a, Node), isinstance(b, Node)
+    return record(y, (a, b), lambda g: (
+        unbroadcast(g * bd, sa) if ta else None,
+        unbroadcast(g * ad, sb) if tb else None,
+    ))
+
+
+def div(a, b):
+    """``a / b`` elementwise.  VJP: ``(g/b, -g·a/b²)``."""
+    ad, bd, y = _elementwise("div", np.true_divide, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    ta, tb = isinstance(a, Node), isinstance(b, Node)
+    return record(y, (a, b), lambda g: (
+        unbroadcast(g / bd, sa) if ta else None,
+        unbroadcast(-g * y / bd, sb) if tb else None,
+    ))
+
+
+def pow(a, b):
+    """``a ** b`` elementwise.  VJP: ``(g·b·a^(b-1), g·log(a)·a^b)``."""
+    ad, bd, y = _elementwise("pow", np.power, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    ta, tb = isinstance(a, Node), isinstance(b, Node)
+
+    def vjp(g):
+        if not ta:
+            ga = None
+        elif isinstance(bd, (int, float)) and bd == 2:
+            ga = g * 2 * ad
+        else:
+            ga = unbroadcast(g * bd * ad ** (bd - 1), sa)
+        return ga, (unbroadcast(g * np.log(ad) * y, sb) if tb else None)
+
+    return record(y, (a, b), vjp)
+
+
+def neg(x):
+    """``-x``.  VJP: ``-g``."""
+    return record(-data(x), (x,), lambda g: (-g,))
+
+
+def matmul(a, b):
+    """Matrix product ``a @ b`` (NumPy rules, vectors included).
+
+    VJP: ``(g @ bᵀ, aᵀ @ g)``, with vectors treated as NumPy treats them.
+    """
+    ad, bd = data(a), data(b)
+    try:
+        y = ad @ bd
+    except ValueError as err:
+        raise ValueError(
+            f"matmul: shapes {np.shape(ad)} and {np.shape(bd)} do not align: the last axis of "
+            "the left operand must match the first (or second-to-last) axis of the right one"
+        ) from err
+    ta, tb = isinstance(a, Node), isinstance(b, Node)
+
+    def vjp(g):
+        if ad.ndim == 1 and bd.ndim == 1:
+            return (g * bd if ta else None), (g * ad if tb else None)
+        if bd.ndim == 1:            # (..., m, k) @ (k,) -> (..., m)
+            ga = g[..., :, None] * bd if ta else None
+            gb = unbroadcast(np.swapaxes(ad, -1, -2) @ g[..., None], bd.shape + (1,))[..., 0] \
+                if tb else None
+            return ga, gb
+        if ad.ndim == 1:            # (k,) @ (..., k, n) -> (..., n)
+            ga = unbroadcast((bd @ g[..., :, None])[..., 0], ad.shape) if ta else None
+            gb = ad[:, None] * g[..., None, :] if tb else None
+            return ga, gb
+        ga = unbroadcast(g @ np.swapaxes(bd, -1, -2), ad.shape) if ta else None
+        gb = unbroadcast(np.swapaxes(ad, -1, -2) @ g, bd.shape) if tb else None
+        return ga, gb
+
+    return record(y, (a, b), vjp)
+
+
+# -- reductions ----------------------------------------------------------------------------------
+
+def _spread(g, shape: tuple, axis, keepdims: bool):
+    """Broadcast a reduction's gradient back over the reduced axes (a read-only view)."""
+    if axis is not None and not keepdims:
+        g = np.expand_dims(g, axis)
+    return np.broadcast_to(g, shape)
+
+
+def sum(x, axis=None, keepdims: bool = False):
+    """Sum of elements, over ``axis`` (an int or tuple; all axes by default).
+
+    VJP: ``g`` broadcast back over the summed axes.
+
+    >>> import minigrad as mg
+    >>> mg.sum([[1.0, 2.0], [3.0, 4.0]], axis=0)
+    array([4., 6.])
+    """
+    xd = np.asarray(data(x))
+    shape = xd.shape
+    y = xd.sum(axis=axis, keepdims=keepdims)
+    return record(y, (x,), lambda g: (_spread(g, shape, axis, keepdims),))
+
+
+def mean(x, axis=None, keepdims: bool = False):
+    """Mean of elements, over ``axis`` (all axes by default).
+
+    VJP: ``g / n`` broadcast back over the averaged axes, ``n`` the number averaged.
+
+    >>> import minigrad as mg
+    >>> mg.mean([[1.0, 2.0], [3.0, 4.0]], axis=1)
+    array([1.5, 3.5])
+    """
+    xd = np.asarray(data(x))
+    shape = xd.shape
+    y = xd.mean(axis=axis, keepdims=keepdims)
+    n = xd.size // max(np.size(y), 1) if xd.size else 1
+    return record(y, (x,), lambda g: (_spread(g / n, shape, axis, keepdims),))
+
+
+# -- elementwise functions -----------------------------------------------------------------------
+
+def exp(x):
+    """``eˣ``.  VJP: ``g·eˣ``."""
+    y = np.exp(data(x))
+    return record(y, (x,), lambda g: (g * y,))
+
+
+def log(x):
+    """Natural logarithm.  VJP: ``g/x``."""
+    xd = data(x)
+    return record(np.log(xd), (x,), lambda g: (g / xd,))
+
+
+def sqrt(x):
+    """``√x``.  VJP: ``g/(2√x)``."""
+    y = np.sqrt(data(x))
+    return record(y, (x,), lambda g: (g / (2 * y),))
+
+
+def abs(x):
+    """``|x|``.  VJP: ``g·sign(x)`` (zero at zero)."""
+    xd = data(x)
+    return record(np.abs(xd), (x,), lambda g: (g * np.sign(xd),))
+
+
+def tanh(x):
+    """Hyperbolic tangent.  VJP: ``g·(1 - tanh²x)``."""
+    y = np.tanh(data(x))
+    return record(y, (x,), lambda g: (g * (1 - y * y),))
+
+
+def _sigmoid(xd):
+    # 0.5·(1 + tanh(x/2)) is the logistic function without overflow for large |x|.
+    return 0.5 * (1 + np.tanh(0.5 * xd))
+
+
+def sigmoid(x):
+    """Logistic function ``σ(x) = 1/(1 + e⁻ˣ)``.  VJP: ``g·σ(x)(1 - σ(x))``.
+
+    >>> import minigrad as mg
+    >>> mg.σ(0.0)
+    np.float64(0.5)
+    """
+    y = _sigmoid(data(x))
+    return record(y, (x,), lambda g: (g * y * (1 - y),))
+
+
+σ = sigmoid
+
+
+def relu(x):
+    """Rectified linear unit ``max(x, 0)``.  VJP: ``g`` where ``x > 0``, else 0."""
+    y = np.maximum(data(x), 0)
+    return record(y, (x,), lambda g: (g * (y > 0),))
+
+
+def leakyrelu(x, a: float = 0.01):
+    """``x`` for ``x > 0``, else ``a·x`` (Flux's default ``a = 0.01``).  VJP: ``g`` or ``a·g``."""
+    xd = data(x)
+    positive = xd > 0
+    y = np.where(positive, xd, a * xd)
+    return record(y, (x,), lambda g: (np.where(positive, g, a * g),))
+
+
+def softplus(x):
+    """``log(1 + eˣ)``, computed without overflow.  VJP: ``g·σ(x)``."""
+    xd = data(x)
+    return record(np.logaddexp(0, xd), (x,), lambda g: (g * _sigmoid(xd),))
+
+
+def logsigmoid(x):
+    """``log σ(x) = -softplus(-x)``.  VJP: ``g·(1 - σ(x))``."""
+    xd = data(x)
+    return record(-np.logaddexp(0, -xd), (x,), lambda g: (g * _sigmoid(-xd),))
+
+
+logσ = logsigmoid
+
+
+def softmax(x, axis: int = 0):
+    """``exp(x) / sum(exp(x))`` along ``axis`` (the first axis, Flux's ``dims=1``).
+
+    VJP: ``y·(g - sum(g·y))`` along ``axis``.
+
+    >>> import minigrad as mg
+    >>> mg.softmax([[0.0, 1.0], [0.0, 1.0]])
+    array([[0.5, 0.5],
+           [0.5, 0.5]])
+    """
+    xd = data(x)
+    e = np.exp(xd - xd.max(axis=axis, keepdims=True))
+    y = e / e.sum(axis=axis, keepdims=True)
+    return record(y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),))
+
+
+def logsoftmax(x, axis: int = 0):
+    """``x - log(sum(exp(x)))`` along ``axis`` (first axis by default), computed stably.
+
+    VJP: ``g - softmax(x)·sum(g)`` along ``axis``.
+    """
+    xd = data(x)
+    shifted = xd - xd.max(axis=axis, keepdims=True)
+    y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    return record(y, (x,), lambda g: (g - np.exp(y) * g.sum(axis=axis, keepdims=True),))
+
+
+def maximum(a, b):
+    """Elementwise maximum.  VJP: ``g`` goes to the larger input (to ``a`` on ties)."""
+    ad, bd, y = _elementwise("maximum", np.maximum, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    first = np.greater_equal(ad, bd)
+    return record(y, (a, b), lambda g: (unbroadcast(g * first, sa),
+                                        unbroadcast(g * ~first, sb)))
+
+
+def minimum(a, b):
+    """Elementwise minimum.  VJP: ``g`` goes to the smaller input (to ``a`` on ties)."""
+    ad, bd, y = _elementwise("minimum", np.minimum, a, b)
+    sa, sb = np.shape(ad), np.shape(bd)
+    first = np.less_equal(ad, bd)
+    return record(y, (a, b), lambda g: (unbroadcast(g * first, sa),
+                                        unbroadcast(g * ~first, sb)))
+
+
+def identity(x):
+    """Returns ``x`` unchanged (the default activation of :class:`minigrad.Dense`)."""
+    return x
+
+
+# -- shape ---------------------------------------------------------------------------------------
+
+def reshape(x, *shape):
+    """``x`` with a new shape (``reshape(x, 2, 3)`` or ``reshape(x, (2, 3))``).  VJP: reshape back.
+    """
+    xd = data(x)
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        y = xd.reshape(shape)
+    except ValueError as err:
+        raise ValueError(f"reshape: cannot reshape an array of shape {xd.shape} "
+                         f"({xd.size} elements) into shape {shape}") from err
+    return record(y, (x,), lambda g: (np.reshape(g, xd.shape),))
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them by default; ``x.T`` does that).  VJP: the inverse permutation.
+    """
+    xd = data(x)
+    y = np.transpose(xd, axes)
+    inverse = None if axes is None else np.argsort(axes)
+    return record(y, (x,), lambda g: (np.transpose(g, inverse),))
+
+
+def getindex(x, index):
+    """``x[index]``: basic slicing or fancy indexing.  VJP: ``g`` scattered back (summing repeats).
+    """
+    xd = data(x)
+    if isinstance(index, tuple):
+        index = tuple(data(i) for i in index)
+    else:
+        index = data(index)
+    y = xd[index]
+    fancy = isinstance(index, (np.ndarray, list)) or (
+        isinstance(index, tuple) and builtins.any(isinstance(i, (np.ndarray, list))
+                                                  for i in index))
+
+    def vjp(g):
+        gx = np.zeros_like(xd, dtype=np.result_type(xd, g))
+        if fancy:
+            np.add.at(gx, index, g)
+        else:
+            gx[index] = g
+        return (gx,)
+
+    return record(y, (x,), vjp)
+
+
+def concatenate(xs, axis: int = 0):
+    """Join arrays along an existing ``axis``.  VJP: ``g`` split back into the pieces.
+
+    >>> import minigrad as mg
+    >>> mg.concatenate([[1.0], [2.0, 3.0]])
+    array([1., 2., 3.])
+    """
+    xs = tuple(xs)
+    values = [np.asarray(data(x)) for x in xs]
+    y = np.concatenate(values, axis=axis)
+    ends = np.cumsum([v.shape[axis] for v in values])[:-1]
+    return record(y, xs, lambda g: tuple(np.split(g, ends, axis=axis)))
+
+
+def astype(x, dtype):
+    """``x`` converted to ``dtype``.  VJP: ``g`` converted back to ``x``'s dtype."""
+    xd = data(x)
+    return record(xd.astype(dtype), (x,), lambda g: (np.asarray(g).astype(xd.dtype),))
+
+
+# -- fused layer op ------------------------------------------------------------------------------
+
+# Activations whose derivative is a function of their output alone, so that Dense can apply
+# them inside one tape node: value → (in-place forward on z, derivative from y).
+def _sigmoid_inplace(z):
+    z *= 0.5
+    np.tanh(z, out=z)
+    z += 1
+    z *= 0.5
+    return z
+
+
+_FUSED_ACTIVATIONS = {
+    identity: (None, None),
+    relu: (lambda z: np.maximum(z, 0, out=z), lambda y: y > 0),
+    tanh: (lambda z: np.tanh(z, out=z), lambda y: 1 - y * y),
+    sigmoid: (_sigmoid_inplace, lambda y: y * (1 - y)),
+}
+
+
+def dense(W, x, b=None, activation=identity):
+    """``activation(W @ x + b)`` as one tape node, for ``x`` of shape ``(in,)`` or ``(in, batch)``.
+
+    The bias is added along the first axis (features first, as in Flux).  For ``identity``,
+    ``relu``, ``tanh`` and ``σ`` the activation is fused into the node; any other function is
+    applied after it.  VJP with ``gz = g·activation'``: ``(gz @ xᵀ, Wᵀ @ gz, Σ_batch gz)``.
+    """
+    Wd, xd = data(W), data(x)
+    if Wd.ndim != 2 or xd.ndim not in (1, 2) or Wd.shape[1] != xd.shape[0]:
+        raise ValueError(
+            f"dense: weight of shape {Wd.shape} (out, in) needs an input of shape "
+            f"({Wd.shape[-1]},) or ({Wd.shape[-1]}, batch), got shape {xd.shape}"
+        )
+    z = Wd @ xd
+    if b is not None:
+        bd = data(b)
+        z = z + (bd[:, None] if z.ndim == 2 else bd)
+    forward, derivative = _FUSED_ACTIVATIONS.get(activation, (None, None))
+    y = forward(z) if forward is not None else z
+    tx, tb = isinstance(x, Node), b is not None and isinstance(b, Node)
+
+    def vjp(g):
+        gz = g if derivative is None else g * derivative(y)
+        gW = gz @ xd.T if gz.ndim == 2 else np.outer(gz, xd)
+        gx = Wd.T @ gz if tx else None
+        gb = (gz.sum(axis=1) if gz.ndim == 2 else gz) if tb else None
+        return gW, gx, gb
+
+    out = record(y, (W, x, b), vjp)
+    if activation in _FUSED_ACTIVATIONS:
+        return out
+    return activation(out)
+
+
+# -- binding the array protocols to trainable arrays ---------------------------------------------
+
+def _swap(fn):
+    return lambda a, b: fn(b, a)
+
+
+def _inplace(fn, ufunc):
+    """In-place operator: a trainable array is updated in its own storage (as optimisers do);
+    a tracked intermediate value is rebound to a new node instead, so the tape stays valid."""
+    def op(self, other):
+        if self.is_leaf:
+            ufunc(self.data, data(other), out=self.data)
+            return self
+        return fn(self, other)
+    return op
+
+
+_UFUNCS = {
+    np.add: add, np.subtract: sub, np.multiply: mul, np.true_divide: div, np.power: pow,
+    np.negative: neg, np.exp: exp, np.log: log, np.sqrt: sqrt, np.absolute: abs, np.tanh: tanh,
+    np.matmul: matmul, np.maximum: maximum, np.minimum: minimum,
+}
+_FUNCTIONS = {
+    np.sum: sum, np.mean: mean, np.reshape: reshape, np.transpose: transpose,
+    np.concatenate: concatenate,
+}
+
+
+def _unwrap(x):
+    if isinstance(x, Node):
+        return x.data
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(i) for i in x)
+    return x
+
+
+def _untracked(name: str, fn, args, kwargs):
+    """Run a NumPy function minigrad cannot differentiate on raw values.
+
+    While a gradient is being taken, a floating-point result computed from tracked inputs
+    would silently cut the gradient, so that is an error that says what to do instead.
+    """
+    result = fn(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+    if current_tape() is not None and np.asarray(result).dtype.kind in "fc" and builtins.any(
+            isinstance(a, Node) for a in _flatten(args)):
+        raise TypeError(
+            f"numpy.{name} is not differentiable in minigrad, so it cannot be used on tracked "
+            f"values inside gradient(); use the minigrad ops ({', '.join(__all__[:20])}, ...) "
+            f"or apply it to minigrad.data(x) if it should be a constant"
+        )
+    return result
+
+
+def _flatten(args):
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            yield from _flatten(a)
+        else:
+            yield a
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    op = _UFUNCS.get(ufunc)
+    if op is not None and method == "__call__" and not kwargs:
+        return op(*inputs)
+    return _untracked(ufunc.__name__, getattr(ufunc, method), inputs, kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    op = _FUNCTIONS.get(func)
+    if op is not None:
+        return op(*args, **kwargs)
+    return _untracked(func.__name__, func, args, kwargs)
+
+
+def _bind_operators() -> None:
+    binary = {"add": (add, np.add), "sub": (sub, np.subtract), "mul": (mul, np.multiply),
+              "truediv": (div, np.true_divide), "pow": (pow, np.power), "matmul": (matmul, None)}
+    for name, (fn, ufunc) in binary.items():
+        setattr(Node, f"__{name}__", fn)
+        setattr(Node, f"__r{name}__", _swap(fn))
+        if ufunc is not None:
+            setattr(Node, f"__i{name}__", _inplace(fn, ufunc))
+    Node.__neg__ = neg
+    Node.__pos__ = identity
+    Node.__abs__ = abs
+    Node.__getitem__ = getindex
+    Node.__iter__ = lambda self: (getindex(self, i) for i in range(len(self)))
+    for name in ("lt", "le", "gt", "ge", "eq", "ne"):
+        compare = getattr(np.ndarray, f"__{name}__")
+        setattr(Node, f"__{name}__", lambda self, other, c=compare: c(self.data, data(other)))
+    Node.sum = sum
+    Node.mean = mean
+    Node.reshape = reshape
+    Node.transpose = lambda self, *axes: transpose(
+        self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes or None)
+    Node.T = property(transpose)
+    Node.astype = astype
+    Node.__array_ufunc__ = _array_ufunc
+    Node.__array_function__ = _array_function
+
+
+_bind_operators()

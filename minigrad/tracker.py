@@ -1,0 +1,712 @@
+"""Trainable arrays, the tape, ``Params``, ``Grads`` and ``gradient`` (Flux.Tracker in Python).
+
+How it works, in one paragraph: a trainable array (:class:`Param`) is a thin wrapper around a
+NumPy array (``p.data``).  Outside a gradient computation every operation on it simply runs
+NumPy on ``p.data`` and returns a plain NumPy array, so it costs what NumPy costs.  While
+:func:`gradient` (or :func:`recording`) is active, a thread-local *tape* is open, and every
+differentiable operation whose inputs include a trainable or tracked value appends a
+:class:`TrackedArray` node to it: the value, its parent nodes and a closure computing the
+vector-Jacobian product.  The tape is in execution order, which is already a topological
+order, so the backward pass is a plain reversed loop: no recursion, any depth.
+
+The operations themselves (and the Python operators bound to trainable arrays) live in
+:mod:`minigrad.ops`, each forward next to its backward.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+__all__ = [
+    "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
+    "gradient", "withgradient", "back_", "update_", "recording", "istracked", "isleaf",
+    "rand", "randn", "zeros", "ones", "NotAParameterError",
+]
+
+
+class _TapeState(threading.local):
+    # One tape per thread, so two threads can train two models at once.
+    tape: list | None = None
+
+
+_state = _TapeState()
+
+
+class Node:
+    """Common base of :class:`Param` (a leaf) and :class:`TrackedArray` (an op's result).
+
+    Behaves like a NumPy array: ``shape``, ``dtype``, indexing, printing, arithmetic and
+    ``np.asarray(x)`` (which returns ``x.data`` itself, without a copy).  The arithmetic
+    operators are bound in :mod:`minigrad.ops`.  Hashing is by identity, so nodes can key the
+    per-parameter state of optimisers (Julia's ``IdDict``).
+    """
+
+    __slots__ = ("data", "g")
+    is_leaf = False
+
+    __hash__ = object.__hash__
+
+    # -- the array face -----------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True if copy else None)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __int__(self) -> int:
+        return int(self.data)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def item(self):
+        """The value of a one-element array as a Python number."""
+        return self.data.item()
+
+    def tolist(self):
+        """The values as nested Python lists."""
+        return self.data.tolist()
+
+    def __str__(self) -> str:
+        return str(self.data)
+
+    def __repr__(self) -> str:
+        text = repr(self.data)
+        if text.startswith("array("):
+            text = text[len("array"):]
+        return type(self).__name__.lower() + text
+
+
+class Param(Node):
+    """A trainable array: a leaf of the tape, updated in place by every update function.
+
+    ``p.data`` is the NumPy storage; ``p.grad`` is the gradient accumulated by :func:`back_`
+    (allocated as zeros on first access, as Tracker does).  Create one with :func:`param`,
+    :func:`minigrad.rand` and friends, or the layers.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([[1.0, 2.0]])
+    >>> W.shape, W.dtype
+    ((1, 2), dtype('float64'))
+    """
+
+    __slots__ = ("_grad", "__weakref__")
+    is_leaf = True
+
+    def __init__(self, value: np.ndarray):
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise TypeError(
+                "a trainable array needs a floating-point numpy array, got "
+                f"{_describe(value)}; use minigrad.param(x) to convert"
+            )
+        self.data = value
+        self.g = None
+        self._grad = None
+
+    @property
+    def grad(self) -> np.ndarray:
+        if self._grad is None:
+            self._grad = np.zeros_like(self.data)
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        self._grad = None if value is None else np.asarray(value, dtype=self.data.dtype)
+
+    def __setitem__(self, index, value) -> None:
+        self.data[index] = data(value)
+
+
+class TrackedArray(Node):
+    """The result of a differentiable operation recorded on the tape.
+
+    ``parents`` holds the tracked inputs (``None`` for constants) and ``vjp(g)`` returns one
+    gradient per parent.  These exist only while a gradient is being taken.
+    """
+
+    __slots__ = ("parents", "vjp", "tape")
+
+    def __init__(self, value, parents: tuple, vjp, tape: list):
+        self.data = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self.g = None
+        self.parents = parents
+        self.vjp = vjp
+        self.tape = tape
+
+    def __setitem__(self, index, value):
+        raise TypeError(
+            "cannot assign into a tracked intermediate value: the tape needs it unchanged; "
+            "build a new array instead (for example with minigrad.concatenate)"
+        )
+
+
+class NotAParameterError(KeyError):
+    """``grads[x]`` for an ``x`` that was not among the differentiated parameters."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _describe(x) -> str:
+    if isinstance(x, Node):
+        return f"a {type(x).__name__.lower()} of dtype {x.dtype} and shape {x.shape}"
+    if isinstance(x, np.ndarray):
+        return f"a numpy array of dtype {x.dtype} and shape {x.shape}"
+    return f"{type(x).__name__} {x!r}"[:120]
+
+
+# -- recording -----------------------------------------------------------------------------------
+
+def current_tape() -> list | None:
+    """The tape of this thread, or ``None`` when no gradient is being taken."""
+    return _state.tape
+
+
+class recording:
+    """Context manager that records operations so that :func:`back_` can run on the result.
+
+    :func:`gradient` opens one for you; use this only for Tracker's manual style.  Keep the
+    block to one step: everything recorded inside stays alive until the block's values go.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> with mg.tracker.recording():
+    ...     l = mg.sum(W * W)
+    >>> mg.tracker.back_(l)
+    >>> W.grad
+    array([2., 4.])
+    """
+
+    def __enter__(self) -> list:
+        self._saved = _state.tape
+        _state.tape = self.tape = []
+        return self.tape
+
+    def __exit__(self, *exc) -> None:
+        _state.tape = self._saved
+
+
+def record(value, inputs: tuple, vjp):
+    """Return ``value`` as is, or as a tape node when a tape is open and an input is tracked.
+
+    This is the one hook every op in :mod:`minigrad.ops` goes through.  ``vjp(g)`` must return
+    one gradient per input (``None`` allowed for inputs that are constants).
+    """
+    tape = _state.tape
+    if tape is None:
+        return value
+    tracked = False
+    parents = []
+    for x in inputs:
+        if isinstance(x, Node):
+            tracked = True
+            parents.append(x)
+        else:
+            parents.append(None)
+    if not tracked:
+        return value
+    node = TrackedArray(value, tuple(parents), vjp, tape)
+    tape.append(node)
+    return node
+
+
+def _backprop(tape: list, loss: Node) -> list:
+    """Walk ``tape`` backwards from ``loss``; return the leaves reached, gradients in ``.g``.
+
+    Each node's gradient is freed as soon as it has been pushed to its parents.  A gradient is
+    never modified in place here (accumulation is ``a + b``), because an op may hand the same
+    array to two parents.
+    """
+    loss.g = np.ones((), dtype=loss.data.dtype)
+    if loss.is_leaf:
+        return [loss]
+    leaves = []
+    for node in reversed(tape):
+        g = node.g
+        if g is None:
+            continue
+        node.g = None
+        for parent, pg in zip(node.parents, node.vjp(g), strict=True):
+            if parent is None or pg is None:
+                continue
+            if parent.g is None:
+                parent.g = pg
+                if parent.is_leaf:
+                    leaves.append(parent)
+            else:
+                parent.g = parent.g + pg
+    return leaves
+
+
+# -- Params and Grads ----------------------------------------------------------------------------
+
+class Params:
+    """An ordered set of trainable arrays, by identity (Flux's ``Params``).
+
+    ``Params([W, b])`` and :func:`params` build one; duplicates are dropped, order is kept.
+
+    >>> import minigrad as mg
+    >>> W, b = mg.rand(2, 5), mg.rand(2)
+    >>> ps = mg.Params([W, b, W])
+    >>> len(ps), ps[0] is W, b in ps
+    (2, True, True)
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, xs: Iterable = ()):
+        self._items: dict[int, Param] = {}
+        for i, x in enumerate(xs):
+            if not isinstance(x, Param):
+                raise TypeError(
+                    f"Params holds trainable arrays; item {i} is {_describe(x)} "
+                    "(create trainable arrays with minigrad.param(...), minigrad.rand(...), ...)"
+                )
+            self._items.setdefault(id(x), x)
+
+    def append(self, x: Param) -> None:
+        """Add ``x`` unless it is already present (Julia's ``push!``)."""
+        if not isinstance(x, Param):
+            raise TypeError(f"Params holds trainable arrays, got {_describe(x)}")
+        self._items.setdefault(id(x), x)
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, x) -> bool:
+        return self._items.get(id(x)) is x
+
+    def __getitem__(self, i: int) -> Param:
+        return list(self._items.values())[i]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(p.shape) for p in self)
+        return f"Params([{shapes}])"
+
+
+def params(*xs) -> Params:
+    """Collect every trainable array in ``xs`` into a :class:`Params` (Flux's ``params``).
+
+    Arguments may be trainable arrays, models (any object whose attributes, lists, tuples or
+    dicts hold trainable arrays, such as :class:`minigrad.Chain`), collections of them, or
+    ``Params``.  Leaves that are not arrays (``False``, ``None``, numbers, functions) are
+    skipped, as Flux skips a ``false`` bias.  A plain NumPy array passed directly is an error,
+    because it cannot be differentiated.
+
+    >>> import minigrad as mg
+    >>> m = mg.Chain(mg.Dense(10, 5, mg.σ), mg.Dense(5, 2), mg.softmax)
+    >>> [p.shape for p in mg.params(m)]
+    [(5, 10), (5,), (2, 5), (2,)]
+    """
+    ps = Params()
+    for i, x in enumerate(xs):
+        if isinstance(x, np.ndarray):
+            raise TypeError(
+                f"params() got a plain numpy array as argument {i} (shape {x.shape}); only "
+                "trainable arrays can be differentiated: create it with minigrad.param(...)"
+            )
+        _collect(x, ps, set())
+    return ps
+
+
+# Objects with a __dict__ that are code or namespaces, not models holding parameters.
+_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType)
+
+
+def _collect(x, ps: Params, seen: set) -> None:
+    if isinstance(x, Param):
+        ps.append(x)
+        return
+    if isinstance(x, (Node, np.ndarray, str, bytes, int, float, complex, type)) or x is None:
+        return
+    if id(x) in seen:
+        return
+    seen.add(id(x))
+    if isinstance(x, (Params, list, tuple, set, frozenset)):
+        children = x
+    elif isinstance(x, dict):
+        children = x.values()
+    elif hasattr(x, "__dict__") and not isinstance(x, _NOT_MODELS):
+        children = vars(x).values()
+    else:
+        return
+    for child in children:
+        _collect(child, ps, seen)
+
+
+class Grads:
+    """The gradients of one :func:`gradient` call, looked up by parameter (Zygote's ``Grads``).
+
+    ``grads[W]`` is a NumPy array of ``W``'s shape and dtype, or ``None`` when the loss does
+    not depend on ``W``.  Asking for an array that was not among the parameters raises
+    ``KeyError`` with an explanation.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> gs = mg.gradient(lambda: mg.sum(W * W), mg.params(W))
+    >>> gs[W]
+    array([2., 4.])
+    """
+
+    __slots__ = ("params", "_grads")
+
+    def __init__(self, ps: Params):
+        self.params = ps
+        self._grads: dict[int, np.ndarray | None] = dict.fromkeys(ps._items)
+
+    def __getitem__(self, x) -> np.ndarray | None:
+        try:
+            if self.params._items[id(x)] is x:
+                return self._grads[id(x)]
+        except KeyError:
+            pass
+        raise NotAParameterError(
+            f"{_describe(x)} is not one of the {len(self.params)} parameters this gradient was "
+            "taken with; include it in the Params given to gradient()"
+        )
+
+    def __setitem__(self, x: Param, g) -> None:
+        if x not in self.params:
+            self.params.append(x)
+        self._grads[id(x)] = g
+
+    def __contains__(self, x) -> bool:
+        return x in self.params
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def keys(self) -> Params:
+        return self.params
+
+    def values(self) -> list:
+        return [self._grads[id(p)] for p in self.params]
+
+    def items(self) -> list:
+        return [(p, self._grads[id(p)]) for p in self.params]
+
+    def __repr__(self) -> str:
+        return f"Grads(<{len(self.params)} parameters>)"
+
+
+# -- gradient ------------------------------------------------------------------------------------
+
+def _loss_value(y):
+    """Check that ``y`` is a scalar; return its value as a NumPy scalar."""
+    value = y.data if isinstance(y, Node) else np.asarray(y)
+    if value.ndim != 0:
+        raise ValueError(
+            f"the loss must be a scalar, got an array of shape {value.shape}; reduce it with "
+            "minigrad.sum or minigrad.mean"
+        )
+    if value.dtype.kind not in "fiub":
+        raise TypeError(f"the loss must be a real number, got dtype {value.dtype}")
+    return value[()]
+
+
+def _own(g: np.ndarray, like: np.ndarray, handed_out: set) -> np.ndarray:
+    """Return ``g`` as a fresh, writable array shaped and typed like ``like``.
+
+    The backward pass may pass views or the same array to several parents; the array handed
+    to the user must be theirs alone, so copy unless it provably is.
+    """
+    if (
+        type(g) is np.ndarray
+        and g.dtype == like.dtype
+        and g.shape == like.shape
+        and g.base is None
+        and g.flags.writeable
+        and id(g) not in handed_out
+    ):
+        handed_out.add(id(g))
+        return g
+    out = np.empty_like(like)
+    out[...] = g
+    return out
+
+
+def _run(f, args: tuple, check_finite: bool):
+    with recording() as tape:
+        y = f(*args)
+    value = _loss_value(y)
+    if check_finite and not np.isfinite(value):
+        raise ValueError(f"Loss is {'NaN' if np.isnan(value) else 'infinite'} ({value})")
+    leaves = _backprop(tape, y) if isinstance(y, Node) else []
+    return value, leaves
+
+
+def _implicit(f, ps: Params, check_finite: bool):
+    value, leaves = _run(f, (), check_finite)
+    gs = Grads(ps)
+    handed_out: set = set()
+    for leaf in leaves:
+        if leaf in ps:
+            gs._grads[id(leaf)] = _own(leaf.g, leaf.data, handed_out)
+        leaf.g = None
+    return value, gs
+
+
+def _explicit(f, xs: tuple, check_finite: bool):
+    for i, x in enumerate(xs):
+        if not isinstance(x, (Node, np.ndarray, int, float, list, tuple, np.generic)):
+            raise TypeError(f"gradient(f, x...) differentiates arrays; argument {i} is "
+                            f"{_describe(x)}")
+    ps = tuple(param(data(x)) for x in xs)
+    value, leaves = _run(f, ps, check_finite)
+    handed_out: set = set()
+    grads = []
+    for p in ps:
+        grads.append(None if p.g is None else _own(p.g, p.data, handed_out))
+    for leaf in leaves:
+        leaf.g = None
+    return value, tuple(grads)
+
+
+def _gradient(f, args: tuple, check_finite: bool):
+    if len(args) == 1 and isinstance(args[0], Params):
+        return _implicit(f, args[0], check_finite)
+    if not args:
+        raise TypeError("gradient(f, ps) needs Params, or gradient(f, x...) needs arguments")
+    return _explicit(f, args, check_finite)
+
+
+def gradient(f, *args, check_finite: bool = False):
+    """Gradient of the scalar ``f`` with respect to parameters or arguments.
+
+    * Implicit form (Flux): ``gradient(lambda: loss(x, y), ps)`` with ``ps`` a
+      :class:`Params` returns :class:`Grads`; ``grads[W]`` is ``∂loss/∂W``.
+    * Explicit form (Zygote): ``gradient(f, x1, x2, ...)`` returns a tuple with
+      ``∂f/∂xᵢ`` for each argument (fresh copies of the arguments are differentiated).
+
+    ``f`` must return a scalar.  With ``check_finite=True`` a NaN or infinite loss raises
+    ``ValueError`` (this is what :func:`minigrad.tracker.gradient` does, as Tracker did).
+
+    >>> import minigrad as mg
+    >>> W = mg.param([[1.0, 2.0]]); x = mg.param([3.0, 4.0]).data
+    >>> mg.gradient(lambda: mg.sum(W @ x), mg.params(W))[W]
+    array([[3., 4.]])
+    >>> mg.gradient(lambda a, b: mg.sum(a * b), [1.0, 2.0], [3.0, 4.0])
+    (array([3., 4.]), array([1., 2.]))
+    """
+    return _gradient(f, args, check_finite)[1]
+
+
+def withgradient(f, *args, check_finite: bool = False):
+    """Like :func:`gradient`, but return ``(value, grads)``: the loss and its gradients.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> value, gs = mg.withgradient(lambda: mg.sum(W * W), mg.params(W))
+    >>> float(value), gs[W]
+    (5.0, array([2., 4.]))
+    """
+    return _gradient(f, args, check_finite)
+
+
+def back_(loss, seed=None) -> None:
+    """Backpropagate from a recorded scalar ``loss``, ADDING into each parameter's ``.grad``.
+
+    Tracker's ``back!``: gradients accumulate across calls until read and reset (for example by
+    :func:`update_` or a legacy optimiser's ``opt()``).  ``loss`` must have been computed inside
+    :class:`recording` (or may be a function of no arguments, which is then recorded for you).
+    A NaN or infinite loss raises ``ValueError``.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> mg.tracker.back_(lambda: mg.sum(3 * W)); mg.tracker.back_(lambda: mg.sum(W))
+    >>> W.grad
+    array([4., 4.])
+    """
+    if callable(loss) and not isinstance(loss, Node):
+        with recording():
+            loss = loss()
+    value = _loss_value(loss)
+    if not np.isfinite(value):
+        raise ValueError(f"Loss is {'NaN' if np.isnan(value) else 'infinite'} ({value})")
+    if not isinstance(loss, Node):
+        raise TypeError(
+            "back_() needs a loss computed from trainable arrays inside "
+            "`with minigrad.tracker.recording():` (or pass a function of no arguments)"
+        )
+    tape = loss.tape if isinstance(loss, TrackedArray) else []
+    for leaf in _backprop(tape, loss):
+        g = leaf.g
+        leaf.g = None
+        if leaf._grad is None:
+            leaf._grad = _own(g, leaf.data, set())
+        else:
+            leaf._grad += g
+
+
+# -- constructors and accessors ------------------------------------------------------------------
+
+def param(x, dtype=None) -> Param:
+    """A new trainable array holding a copy of ``x`` (Tracker's ``param``).
+
+    Integers and booleans become float64, as Tracker's ``float.(xs)``; ``dtype`` overrides.
+
+    >>> import minigrad as mg
+    >>> mg.param([1, 2, 3])
+    param([1., 2., 3.])
+    """
+    value = np.array(data(x), dtype=dtype, copy=True)
+    if dtype is None and value.dtype.kind in "iub":
+        value = value.astype(np.float64)
+    if value.dtype.kind != "f":
+        raise TypeError(
+            f"param() needs real floating-point data, got dtype {value.dtype} "
+            "(complex and non-numeric parameters are not supported)"
+        )
+    return Param(value)
+
+
+def data(x):
+    """The raw NumPy value of ``x`` (``x`` itself when it is not tracked)."""
+    return x.data if isinstance(x, Node) else x
+
+
+def grad(x: Param) -> np.ndarray:
+    """The gradient accumulated in ``x`` by :func:`back_` (Tracker's ``grad``)."""
+    if not isinstance(x, Param):
+        raise TypeError(f"grad() needs a trainable array, got {_describe(x)}")
+    return x.grad
+
+
+def istracked(x) -> bool:
+    """Whether ``x`` is a trainable array or a tracked value."""
+    return isinstance(x, Node)
+
+
+def isleaf(x) -> bool:
+    """Whether ``x`` is a trainable array (a leaf of the tape)."""
+    return isinstance(x, Param)
+
+
+def checked_target(name: str, x, step) -> np.ndarray:
+    """The storage of parameter ``x`` after checking that ``step`` can update it in place.
+
+    Every update function calls this before touching anything, so a bad call changes nothing.
+    """
+    target = data(x)
+    if not isinstance(target, np.ndarray) or target.dtype.kind != "f":
+        raise TypeError(f"{name}: the parameter must be a floating-point array, got "
+                        f"{_describe(target)}")
+    if not target.flags.writeable:
+        raise ValueError(f"{name}: the parameter (shape {target.shape}) is read-only")
+    shape = np.shape(data(step))
+    try:
+        fits = np.broadcast_shapes(shape, target.shape) == target.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name}: a step of shape {shape} does not fit a parameter of shape "
+                         f"{target.shape}")
+    return target
+
+
+def update_(x, Δ):
+    """Tracker's ``update!``: ADD ``Δ`` to ``x`` in place and reset its ``.grad``; return ``x``.
+
+    Note the sign: Flux.Optimise's :func:`minigrad.optimise.update_` subtracts instead.
+
+    >>> import minigrad as mg
+    >>> mg.tracker.update_(mg.param([1, 2, 3]), mg.param([4, 5, 6]))
+    param([5., 7., 9.])
+    """
+    target = checked_target("update_", x, Δ)
+    target += data(Δ)
+    if isinstance(x, Param):
+        x._grad = None
+    return x
+
+
+def _shape_dtype(name: str, args: tuple, dtype) -> tuple:
+    """Parse Julia-style ``(T, d1, d2, ...)`` or ``((d1, d2),)`` constructor arguments."""
+    if args and isinstance(args[0], (type, np.dtype)):
+        dtype, args = args[0], args[1:]
+    shape = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0
+               for n in shape):
+        raise ValueError(f"{name}: dimensions must be non-negative integers, got {shape}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"{name}: trainable arrays are floating point, got dtype {dtype}")
+    return shape, dtype
+
+
+def rand(*dims, dtype=np.float64) -> Param:
+    """Trainable array of uniform samples in ``[0, 1)``: ``rand(2, 5)``, ``rand(np.float32, 3)``.
+
+    float64 by default, as Julia's ``rand``; uses NumPy's global random state.
+
+    >>> import numpy as np, minigrad as mg
+    >>> W = mg.rand(2, 5)
+    >>> W.shape, W.dtype, bool((0 <= W).all() and (W < 1).all())
+    ((2, 5), dtype('float64'), True)
+    """
+    shape, dtype = _shape_dtype("rand", dims, dtype)
+    return Param(np.random.random_sample(shape).astype(dtype, copy=False))
+
+
+def randn(*dims, dtype=np.float64) -> Param:
+    """Trainable array of standard normal samples: ``randn(10, 10)``.
+
+    >>> import minigrad as mg
+    >>> mg.randn(np.float32, 3).dtype
+    dtype('float32')
+    """
+    shape, dtype = _shape_dtype("randn", dims, dtype)
+    return Param(np.random.standard_normal(shape).astype(dtype, copy=False))
+
+
+def zeros(*dims, dtype=np.float64) -> Param:
+    """Trainable array of zeros: ``zeros(2, 3)``.
+
+    >>> import minigrad as mg
+    >>> mg.zeros(2)
+    param([0., 0.])
+    """
+    shape, dtype = _shape_dtype("zeros", dims, dtype)
+    return Param(np.zeros(shape, dtype))
+
+
+def ones(*dims, dtype=np.float64) -> Param:
+    """Trainable array of ones: ``ones(2, 3)``.
+
+    >>> import minigrad as mg
+    >>> mg.ones(2)
+    param([1., 1.])
+    """
+    shape, dtype = _shape_dtype("ones", dims, dtype)
+    return Param(np.ones(shape, dtype))
