@@ -13,6 +13,7 @@
 """
 
 from . import losses, ops, optimise, tracker
+from .autograd import gradient, withgradient
 from .layers import Chain, Dense, glorot_uniform
 from .ops import (
     abs,
@@ -38,19 +39,18 @@ from .ops import (
     transpose,
     σ,
 )
-from .optimise import update_
+from .optimise import *  # noqa: F403  (Flux re-exports Flux.Optimise)
+from .optimise import __all__ as _optimise_names
 from .tracker import (
     Grads,
     Param,
     Params,
     data,
-    gradient,
     ones,
     param,
     params,
     rand,
     randn,
-    withgradient,
     zeros,
 )
 
@@ -64,5 +64,5 @@ __all__ = [
     "abs", "concatenate", "exp", "identity", "leakyrelu", "log", "logsigmoid", "logsoftmax",
     "logσ", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid", "softmax", "softplus",
     "sqrt", "sum", "tanh", "transpose", "σ",
-    "update_",
+    *_optimise_names,
 ]

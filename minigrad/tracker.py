@@ -493,7 +493,12 @@ def _explicit(f, xs: tuple, check_finite: bool):
     return value, tuple(grads)
 
 
-def _gradient(f, args: tuple, check_finite: bool):
+def differentiate(f, args: tuple, check_finite: bool):
+    """``(value, gradients)`` of ``f``: the engine behind every ``gradient`` function.
+
+    ``args`` is ``(ps,)`` with ``ps`` a :class:`Params` (implicit form, gradients as
+    :class:`Grads`) or the arguments of ``f`` (explicit form, gradients as a tuple).
+    """
     if len(args) == 1 and isinstance(args[0], Params):
         return _implicit(f, args[0], check_finite)
     if not args:
@@ -501,37 +506,24 @@ def _gradient(f, args: tuple, check_finite: bool):
     return _explicit(f, args, check_finite)
 
 
-def gradient(f, *args, check_finite: bool = False):
-    """Gradient of the scalar ``f`` with respect to parameters or arguments.
-
-    * Implicit form (Flux): ``gradient(lambda: loss(x, y), ps)`` with ``ps`` a
-      :class:`Params` returns :class:`Grads`; ``grads[W]`` is ``∂loss/∂W``.
-    * Explicit form (Zygote): ``gradient(f, x1, x2, ...)`` returns a tuple with
-      ``∂f/∂xᵢ`` for each argument (fresh copies of the arguments are differentiated).
-
-    ``f`` must return a scalar.  With ``check_finite=True`` a NaN or infinite loss raises
-    ``ValueError`` (this is what :func:`minigrad.tracker.gradient` does, as Tracker did).
-
-    >>> import minigrad as mg
-    >>> W = mg.param([[1.0, 2.0]]); x = mg.param([3.0, 4.0]).data
-    >>> mg.gradient(lambda: mg.sum(W @ x), mg.params(W))[W]
-    array([[3., 4.]])
-    >>> mg.gradient(lambda a, b: mg.sum(a * b), [1.0, 2.0], [3.0, 4.0])
-    (array([3., 4.]), array([1., 2.]))
-    """
-    return _gradient(f, args, check_finite)[1]
-
-
-def withgradient(f, *args, check_finite: bool = False):
-    """Like :func:`gradient`, but return ``(value, grads)``: the loss and its gradients.
+def gradient(f, *args):
+    """Tracker's ``gradient``: like :func:`minigrad.gradient`, but a NaN or infinite loss raises.
 
     >>> import minigrad as mg
     >>> W = mg.param([1.0, 2.0])
-    >>> value, gs = mg.withgradient(lambda: mg.sum(W * W), mg.params(W))
-    >>> float(value), gs[W]
-    (5.0, array([2., 4.]))
+    >>> mg.tracker.gradient(lambda: mg.sum(W * W), mg.Params([W]))[W]
+    array([2., 4.])
+    >>> mg.tracker.gradient(lambda: mg.sum(W * float("nan")), mg.Params([W]))
+    Traceback (most recent call last):
+    ...
+    ValueError: Loss is NaN (nan)
     """
-    return _gradient(f, args, check_finite)
+    return differentiate(f, args, check_finite=True)[1]
+
+
+def withgradient(f, *args):
+    """Tracker-flavoured :func:`minigrad.withgradient`: ``(value, grads)``, NaN/Inf loss raises."""
+    return differentiate(f, args, check_finite=True)
 
 
 def back_(loss, seed=None) -> None:
@@ -625,14 +617,17 @@ def checked_target(name: str, x, step) -> np.ndarray:
     if not target.flags.writeable:
         raise ValueError(f"{name}: the parameter (shape {target.shape}) is read-only")
     shape = np.shape(data(step))
-    try:
-        fits = np.broadcast_shapes(shape, target.shape) == target.shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if shape != target.shape and not _broadcasts_to(shape, target.shape):
         raise ValueError(f"{name}: a step of shape {shape} does not fit a parameter of shape "
                          f"{target.shape}")
     return target
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    try:
+        return np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        return False
 
 
 def update_(x, Δ):

@@ -1,29 +1,47 @@
-"""Optimisers and training (``minigrad.optimise`` = ``Flux.Optimise``).
+"""Optimisers (``minigrad.optimise`` = ``Flux.Optimise``): rules, composition, decays, clipping.
 
-Sign convention: Flux.Optimise's ``update_`` SUBTRACTS the step; Tracker's
+Sign convention: Flux.Optimise's :func:`update_` SUBTRACTS the step; Tracker's
 :func:`minigrad.tracker.update_` adds it.
 """
 
-from __future__ import annotations
+from .rules import (
+    ADAM,
+    ADAMW,
+    EPS,
+    NADAM,
+    OADAM,
+    RADAM,
+    AbstractOptimiser,
+    AdaBelief,
+    ADADelta,
+    AdaDelta,
+    ADAGrad,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    AMSGrad,
+    ClipNorm,
+    ClipValue,
+    Descent,
+    ExpDecay,
+    IdDict,
+    InvDecay,
+    Momentum,
+    NAdam,
+    Nesterov,
+    OAdam,
+    Optimiser,
+    RAdam,
+    RMSProp,
+    WeightDecay,
+)
+from .step import SGD, LegacyOptimiser, apply_, update_
 
-import numpy as np
-
-from ..tracker import checked_target, data
-
-__all__ = ["update_"]
-
-
-def update_(x, x̄):
-    """Flux's ``update!(x, x̄)``: ``x .-= x̄`` in place; returns ``x``.
-
-    ``x`` is a trainable array or a writable float NumPy array; ``x̄`` must broadcast to its
-    shape.  Nothing is changed when the check fails.
-
-    >>> import minigrad as mg
-    >>> W = mg.param([1.0, 2.0])
-    >>> mg.optimise.update_(W, [0.5, 0.5])
-    param([0.5, 1.5])
-    """
-    target = checked_target("update_", x, x̄)
-    np.subtract(target, data(x̄), out=target)
-    return x
+__all__ = [
+    "AbstractOptimiser", "IdDict", "Descent", "Momentum", "Nesterov", "RMSProp", "Adam", "RAdam",
+    "AdaMax", "OAdam", "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "AdamW",
+    "Optimiser", "WeightDecay", "ClipValue", "ClipNorm", "ExpDecay", "InvDecay",
+    "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
+    "SGD", "LegacyOptimiser", "apply_", "update_",
+]

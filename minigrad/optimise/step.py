@@ -1,0 +1,214 @@
+"""``apply_`` and ``update_``: running an optimiser on parameters.
+
+An optimiser is flattened into a chain of stages.  Runs of built-in :class:`Rule` stages are
+executed as one fused kernel pass (:mod:`minigrad.optimise.kernels`); any other
+:class:`AbstractOptimiser` runs its own ``apply_`` in Python between passes.  Everything is
+checked before anything is written: a bad call leaves the parameter, the gradient and the
+optimiser's state as they were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..tracker import Node, Params, _describe, checked_target, data
+from .kernels import as_hyper, fused_kernel
+from .rules import AbstractOptimiser, Optimiser, Rule
+
+__all__ = ["apply_", "update_", "LegacyOptimiser", "SGD"]
+
+
+def _stages(opt) -> list:
+    if isinstance(opt, Optimiser):
+        return [s for o in opt.os for s in _stages(o)]
+    if not isinstance(opt, AbstractOptimiser):
+        raise TypeError(f"expected an optimiser (an AbstractOptimiser), got {opt!r}")
+    return [opt]
+
+
+def _fusable(stage) -> bool:
+    """A built-in rule whose ``apply_`` has not been overridden by a subclass."""
+    return isinstance(stage, Rule) and type(stage).apply_ is Rule.apply_
+
+
+def _passes(stages: list) -> list:
+    """Split a chain into fused passes (lists of rules) and single Python stages."""
+    passes: list = []
+    for stage in stages:
+        if not _fusable(stage):
+            passes.append(stage)
+        elif passes and isinstance(passes[-1], list) and not getattr(
+                stage, "needs_whole_step", False):
+            passes[-1].append(stage)
+        else:
+            passes.append([stage])
+    return passes
+
+
+def _checked_step(name: str, x, target: np.ndarray, g) -> np.ndarray:
+    """``g`` as an array that may update ``target``: same shape and dtype, or a clear error."""
+    gd = data(g)
+    if not isinstance(gd, np.ndarray):
+        gd = np.asarray(gd)
+    if gd.shape != target.shape:
+        raise ValueError(f"{name}: the gradient has shape {gd.shape} but the parameter "
+                         f"({_describe(x)}) has shape {target.shape}")
+    if gd.dtype != target.dtype:
+        raise TypeError(f"{name}: the gradient has dtype {gd.dtype} but the parameter "
+                        f"({_describe(x)}) has dtype {target.dtype}; convert one of them")
+    return gd
+
+
+def _check_optimiser(stages: list) -> None:
+    for stage in stages:
+        if isinstance(stage, Rule):
+            stage.check()
+
+
+def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update: bool) -> None:
+    """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
+    states, hypers, counts, arrays = [], [], [], []
+    for rule in rules:
+        state = rule.state.get(key)
+        if state is None:
+            state = rule.new_state(flat_x)
+        values = rule.hypers(state.scalars, key, flat_d)
+        states.append(state)
+        hypers.extend(values)
+        counts.append(len(values))
+        arrays.extend(state.arrays)
+    kernel = fused_kernel(tuple(type(r).math for r in rules),
+                          tuple(len(r.state_fill) for r in rules), tuple(counts),
+                          update, flat_x.size)
+    kernel(flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
+    for rule, state in zip(rules, states, strict=True):
+        if key not in rule.state:
+            rule.state[key] = state
+        rule.advance(state.scalars, key)
+
+
+def _run(opt, x, g, update: bool, name: str):
+    """Apply ``opt`` to parameter ``x`` with gradient ``g``.
+
+    ``update=True``: ``x -= step``, ``g`` untouched.  ``update=False``: ``g`` (Flux's ``Δ``) is
+    overwritten with the step and returned.
+    """
+    stages = _stages(opt)
+    target = checked_target(name, x, g)
+    gd = _checked_step(name, x, target, g)
+    if not target.flags.c_contiguous:
+        raise ValueError(f"{name}: the parameter ({_describe(x)}) must be C-contiguous")
+    if not update and not (gd.flags.writeable and gd.flags.c_contiguous):
+        raise ValueError(f"{name}: Δ must be a writable, C-contiguous array")
+    _check_optimiser(stages)
+    key = x if isinstance(x, Node) else target
+    passes = _passes(stages)
+    flat_x = target.reshape(-1)
+    if update and len(passes) == 1 and isinstance(passes[0], list):
+        _fused_pass(passes[0], key, flat_x, np.ascontiguousarray(gd).reshape(-1), update=True)
+        return x
+    delta = gd if not update else gd.copy()
+    for p in passes:
+        if isinstance(p, list):
+            _fused_pass(p, key, flat_x, delta.reshape(-1), update=False)
+        else:
+            result = p.apply_(x, delta)
+            if result is not delta:
+                delta[...] = result
+    if update:
+        np.subtract(target, delta, out=target)
+        return x
+    return delta
+
+
+def apply_(opt, x, Δ):
+    """Flux's ``apply!``: overwrite ``Δ`` with ``opt``'s step for parameter ``x``; return it.
+
+    The optimiser's state for ``x`` advances; ``x`` itself is not changed.
+
+    >>> import numpy as np, minigrad as mg
+    >>> mg.apply_(mg.Descent(0.1), np.zeros(2), np.array([1.0, 2.0]))
+    array([0.1, 0.2])
+    """
+    return _run(opt, x, Δ, update=False, name=f"apply_({type(opt).__name__})")
+
+
+def update_(*args):
+    """Flux's ``update!`` in its three forms.
+
+    * ``update_(x, x̄)``: ``x -= x̄`` in place.
+    * ``update_(opt, x, x̄)``: ``x -= apply_(opt, x, x̄)``; the caller's ``x̄`` is not modified
+      (Flux v0.13), and built-in rules do it in one fused pass.
+    * ``update_(opt, ps, gs)``: the same for every ``p`` in ``ps`` (``Params`` or a list) whose
+      ``gs[p]`` is not ``None``.  Every pair is checked before any parameter changes.
+
+    Returns the parameter (or ``ps``).
+
+    >>> import numpy as np, minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> mg.update_(W, [0.5, 0.5])
+    param([0.5, 1.5])
+    >>> mg.update_(mg.Descent(0.1), W, np.array([1.0, 1.0]))
+    param([0.4, 1.4])
+    """
+    if len(args) == 2:
+        x, x̄ = args
+        target = checked_target("update_", x, x̄)
+        np.subtract(target, data(x̄), out=target)
+        return x
+    if len(args) != 3:
+        raise TypeError(f"update_ takes (x, x̄), (opt, x, x̄) or (opt, ps, gs); got {len(args)} "
+                        "arguments")
+    opt, x, g = args
+    if isinstance(x, (Params, list, tuple)):
+        pairs = [(p, g[p]) for p in x]
+        pairs = [(p, gp) for p, gp in pairs if gp is not None]
+        name = f"update_({type(opt).__name__})"
+        for p, gp in pairs:
+            _checked_step(name, p, checked_target(name, p, gp), gp)
+        for p, gp in pairs:
+            _run(opt, p, gp, update=True, name=name)
+        return x
+    return _run(opt, x, g, update=True, name=f"update_({type(opt).__name__})")
+
+
+class LegacyOptimiser:
+    """Tracker-era Flux optimiser closure: ``opt = SGD([W, b], 0.1); ...; opt()``.
+
+    Calling it updates every parameter from its accumulated ``.grad`` (see
+    :func:`minigrad.tracker.back_`) and resets the gradient.  ``decay > 0`` adds inverse time
+    decay of the step, as ``Optimiser(rule, InvDecay(decay))``.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> opt = mg.SGD([W], 0.1)
+    >>> mg.tracker.back_(lambda: mg.sum(W * W)); opt(); W
+    param([0.8, 1.6])
+    """
+
+    def __init__(self, rule: AbstractOptimiser, ps, decay=0):
+        from .rules import InvDecay
+        self.opt = Optimiser(rule, InvDecay(decay)) if decay else rule
+        self.params = ps if isinstance(ps, Params) else Params(ps)
+
+    def __call__(self) -> None:
+        for p in self.params:
+            if p._grad is not None:
+                _run(self.opt, p, p._grad, update=True, name="legacy optimiser")
+                p._grad = None
+
+    def __repr__(self) -> str:
+        return f"LegacyOptimiser({self.opt!r}, {len(self.params)} parameters)"
+
+
+def SGD(*args, **kwargs):
+    """Tracker-era gradient descent: ``SGD(params, η=0.1; decay=0)`` returns a
+    :class:`LegacyOptimiser`; ``SGD(η)`` without parameters is ``Descent(η)``.
+
+    >>> import minigrad as mg
+    >>> mg.SGD(0.3)
+    Descent(eta=0.3)
+    """
+    from .rules import Descent
+    return Descent(*args, **kwargs)
+
