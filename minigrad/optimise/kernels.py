@@ -117,21 +117,27 @@ def _load(source: str):
     return module.kernel
 
 
-def fused_kernel(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, size: int):
-    """The compiled kernel for a chain of stages.
+def fused_kernel(rules: tuple, update: bool, size: int):
+    """The compiled kernel for a chain of rule types (each with ``math`` and ``state_fill``).
 
-    Call it as ``kernel(x, g, h, *states)`` on 1-D contiguous arrays of one dtype: it runs every
-    stage's math on each element and then either subtracts the final step from ``x``
-    (``update=True``; ``g`` is left untouched) or writes the step into ``g`` (``update=False``).
-    ``size`` picks the serial or the multi-threaded variant.
+    Call it as ``kernel(x, g, h, *states)`` on 1-D contiguous arrays of one dtype, ``h``
+    holding every stage's hyperparameters in order and ``states`` every stage's state arrays
+    in order.  It runs each stage's math on every element and then either subtracts the final
+    step from ``x`` (``update=True``; ``g`` is left untouched) or writes the step into ``g``
+    (``update=False``).  ``size`` picks the serial or the multi-threaded variant.
     """
     parallel = size >= PARALLEL_THRESHOLD
-    key = (maths, n_states, n_hypers, update, parallel)
+    key = (rules, update, parallel)
     kernel = _kernels.get(key)
     if kernel is None:
         with _lock:
             kernel = _kernels.get(key)
             if kernel is None:
+                maths = tuple(rule.math for rule in rules)
+                n_states = tuple(len(rule.state_fill) for rule in rules)
+                # math(d, x, *state, *hyper): the rest of its arguments are hyperparameters.
+                n_hypers = tuple(m.__code__.co_argcount - 2 - n
+                                 for m, n in zip(maths, n_states, strict=True))
                 kernel = _load(_source(maths, n_states, n_hypers, update, parallel))
                 _kernels[key] = kernel
     return kernel

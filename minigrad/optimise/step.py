@@ -9,9 +9,12 @@ optimiser's state as they were.
 
 from __future__ import annotations
 
+import math as _math
+
 import numpy as np
 
 from ..tracker import Node, Params, _describe, checked_target, data
+from .flat import update_flat
 from .kernels import as_hyper, fused_kernel
 from .rules import AbstractOptimiser, Optimiser, Rule
 
@@ -67,24 +70,51 @@ def _check_optimiser(stages: list) -> None:
 
 def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update: bool) -> None:
     """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
-    states, hypers, counts, arrays = [], [], [], []
+    states, hypers, arrays = [], [], []
     for rule in rules:
         state = rule.state.get(key)
         if state is None:
             state = rule.new_state(flat_x)
-        values = rule.hypers(state.scalars, key, flat_d)
         states.append(state)
-        hypers.extend(values)
-        counts.append(len(values))
-        arrays.extend(state.arrays)
-    kernel = fused_kernel(tuple(type(r).math for r in rules),
-                          tuple(len(r.state_fill) for r in rules), tuple(counts),
-                          update, flat_x.size)
+        hypers += rule.hypers(state.scalars, key, flat_d)
+        arrays += state.arrays
+    if not _math.isfinite(sum(hypers)):
+        _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
+    kernel = fused_kernel(tuple(map(type, rules)), update, flat_x.size)
     kernel(flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
     for rule, state in zip(rules, states, strict=True):
         if key not in rule.state:
             rule.state[key] = state
         rule.advance(state.scalars, key)
+
+
+def _plan(opt) -> list:
+    if _fusable(opt):
+        return [[opt]]
+    stages = _stages(opt)
+    passes = _passes(stages)
+    if len(passes) > 1:
+        # Check every hyperparameter before the first pass writes anything.
+        _check_optimiser(stages)
+    return passes
+
+
+def _operands(name: str, x, g, update: bool) -> tuple:
+    """The parameter's storage and the gradient as arrays, after every check on them."""
+    target = x.data if isinstance(x, Node) else x
+    gd = g.data if isinstance(g, Node) else g
+    if (type(target) is np.ndarray and type(gd) is np.ndarray and target.dtype.kind == "f"
+            and gd.shape == target.shape and gd.dtype == target.dtype
+            and target.flags.writeable and target.flags.c_contiguous
+            and (update or (gd.flags.writeable and gd.flags.c_contiguous))):
+        return target, gd       # the common case, checked cheaply
+    target = checked_target(name, x, g)
+    gd = _checked_step(name, x, target, g)
+    if not target.flags.c_contiguous:
+        raise ValueError(f"{name}: the parameter ({_describe(x)}) must be C-contiguous")
+    if not update and not (gd.flags.writeable and gd.flags.c_contiguous):
+        raise ValueError(f"{name}: Δ must be a writable, C-contiguous array")
+    return target, gd
 
 
 def _run(opt, x, g, update: bool, name: str):
@@ -93,16 +123,9 @@ def _run(opt, x, g, update: bool, name: str):
     ``update=True``: ``x -= step``, ``g`` untouched.  ``update=False``: ``g`` (Flux's ``Δ``) is
     overwritten with the step and returned.
     """
-    stages = _stages(opt)
-    target = checked_target(name, x, g)
-    gd = _checked_step(name, x, target, g)
-    if not target.flags.c_contiguous:
-        raise ValueError(f"{name}: the parameter ({_describe(x)}) must be C-contiguous")
-    if not update and not (gd.flags.writeable and gd.flags.c_contiguous):
-        raise ValueError(f"{name}: Δ must be a writable, C-contiguous array")
-    _check_optimiser(stages)
+    passes = _plan(opt)
+    target, gd = _operands(name, x, g, update)
     key = x if isinstance(x, Node) else target
-    passes = _passes(stages)
     flat_x = target.reshape(-1)
     if update and len(passes) == 1 and isinstance(passes[0], list):
         _fused_pass(passes[0], key, flat_x, np.ascontiguousarray(gd).reshape(-1), update=True)
@@ -140,7 +163,10 @@ def update_(*args):
     * ``update_(opt, x, x̄)``: ``x -= apply_(opt, x, x̄)``; the caller's ``x̄`` is not modified
       (Flux v0.13), and built-in rules do it in one fused pass.
     * ``update_(opt, ps, gs)``: the same for every ``p`` in ``ps`` (``Params`` or a list) whose
-      ``gs[p]`` is not ``None``.  Every pair is checked before any parameter changes.
+      ``gs[p]`` is not ``None``.  Every pair is checked before any parameter changes.  When
+      the rule fuses into one pass, all parameters are updated by one kernel call over flat
+      buffers (see :mod:`minigrad.optimise.flat`: the first such call moves each ``p.data``
+      into a shared buffer, so arrays taken from ``np.asarray(p)`` before it go stale).
 
     Returns the parameter (or ``ps``).
 
@@ -161,11 +187,12 @@ def update_(*args):
                         "arguments")
     opt, x, g = args
     if isinstance(x, (Params, list, tuple)):
-        pairs = [(p, g[p]) for p in x]
-        pairs = [(p, gp) for p, gp in pairs if gp is not None]
         name = f"update_({type(opt).__name__})"
-        for p, gp in pairs:
-            _checked_step(name, p, checked_target(name, p, gp), gp)
+        pairs = [(p, g[p]) for p in x]
+        pairs = [(p, _operands(name, p, gp, True)[1]) for p, gp in pairs if gp is not None]
+        passes = _plan(opt)
+        if len(passes) == 1 and isinstance(passes[0], list) and update_flat(opt, passes[0], pairs):
+            return x
         for p, gp in pairs:
             _run(opt, p, gp, update=True, name=name)
         return x

@@ -1,0 +1,121 @@
+"""One kernel call for a whole model: parameters, gradients and state in flat buffers.
+
+``update_(opt, ps, gs)`` over many small tensors would otherwise pay Python's per-call cost once
+per tensor, which for a 50-tensor model is more than the arithmetic.  On the first such update a
+:class:`FlatGroup` moves every parameter's storage into one contiguous buffer (each ``p.data``
+becomes a view into it, values unchanged) and lays the optimiser's state out the same way (each
+``opt.state[p]`` keeps working, as views).  Every later step copies the gradients into a flat
+buffer and runs the fused kernel once over everything.
+
+This applies when the whole chain fuses into one pass, every parameter is a trainable array of
+one dtype, and the parameters' per-parameter scalars (Adam's ``βp``, counters) are in lockstep;
+otherwise ``update_`` updates parameter by parameter, with the same results.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from ..tracker import Param
+from .kernels import as_hyper, fused_kernel
+
+__all__ = ["FlatGroup", "update_flat"]
+
+
+def _scalars_of(rule, p):
+    state = rule.state.get(p)
+    counter = rule.current.get(p) if hasattr(rule, "current") else None
+    return None if state is None else (state.scalars, counter)
+
+
+class FlatGroup:
+    """Parameters of one dtype re-pointed into one buffer, with gradient and state buffers."""
+
+    def __init__(self, rules: list, params: list):
+        self.rules = rules
+        self.refs = [weakref.ref(p) for p in params]
+        sizes = [p.size for p in params]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        dtype = params[0].dtype
+        self.x = np.empty(int(starts[-1]), dtype)
+        self.g = np.empty_like(self.x)
+        self.x_views, self.g_views = [], []
+        for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
+            view = self.x[a:b].reshape(p.shape)
+            view[...] = p.data
+            p.data = view
+            self.x_views.append(view)
+            self.g_views.append(self.g[a:b].reshape(p.shape))
+        self.states = []
+        for rule in rules:
+            fresh = rule.new_state(self.x)
+            for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
+                old = rule.state.get(p)
+                if old is not None:
+                    for flat, array in zip(fresh.arrays, old.arrays, strict=True):
+                        flat[a:b] = array
+                scalars = old.scalars if old is not None else list(fresh.scalars)
+                arrays = tuple(flat[a:b] for flat in fresh.arrays)
+                rule.state[p] = type(fresh)(arrays, scalars, p.shape)
+            self.states.append(fresh.arrays)
+
+    def intact(self, params: list) -> bool:
+        """Still the same live parameters, still stored in this group's buffer, in lockstep."""
+        if len(params) != len(self.refs):
+            return False
+        for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
+            if ref() is not p or p.data is not view:
+                return False
+        return _lockstep(self.rules, params)
+
+    def step(self, grads: list) -> None:
+        first = self.refs[0]()
+        hypers = []
+        for rule in self.rules:
+            hypers += rule.hypers(rule.state[first].scalars, first, None)
+        if not np.isfinite(sum(hypers)):
+            for rule in self.rules:
+                rule.check()
+        for view, g in zip(self.g_views, grads, strict=True):
+            np.copyto(view, g)
+        kernel = fused_kernel(tuple(map(type, self.rules)), True, self.x.size)
+        kernel(self.x, self.g, as_hyper(hypers, self.x.dtype),
+               *(a for arrays in self.states for a in arrays))
+        for rule in self.rules:
+            for ref in self.refs:
+                p = ref()
+                rule.advance(rule.state[p].scalars, p)
+
+
+def _lockstep(rules: list, params: list) -> bool:
+    for rule in rules:
+        first = _scalars_of(rule, params[0])
+        for p in params[1:]:
+            if _scalars_of(rule, p) != first:
+                return False
+    return True
+
+
+def update_flat(opt, rules: list, pairs: list) -> bool:
+    """Update every ``(param, grad)`` of ``pairs`` with one kernel call if possible.
+
+    ``rules`` is ``opt``'s single fused pass; the pairs are already checked.  Returns whether
+    it did the update (if not, nothing was changed).
+    """
+    if len(pairs) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
+        return False
+    params = [p for p, _ in pairs]
+    dtype = params[0].dtype
+    if not all(type(p) is Param and p.dtype == dtype for p in params):
+        return False
+    groups = opt.__dict__.setdefault("_flat_groups", {})
+    key = tuple(map(id, params))
+    group = groups.get(key)
+    if group is None or not group.intact(params):
+        if not _lockstep(rules, params):
+            return False
+        group = groups[key] = FlatGroup(rules, params)
+    group.step([g for _, g in pairs])
+    return True
