@@ -24,13 +24,13 @@ import numpy as np
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
     "gradient", "withgradient", "back_", "update_", "recording", "istracked", "isleaf",
-    "rand", "randn", "zeros", "ones", "NotAParameterError",
+    "rand", "randn", "zeros", "ones", "NotAParameterError", "Tape",
 ]
 
 
 class _TapeState(threading.local):
     # One tape per thread, so two threads can train two models at once.
-    tape: list | None = None
+    tape: Tape | None = None
 
 
 _state = _TapeState()
@@ -151,7 +151,7 @@ class TrackedArray(Node):
 
     __slots__ = ("parents", "vjp", "tape")
 
-    def __init__(self, value, parents: tuple, vjp, tape: list):
+    def __init__(self, value, parents: tuple, vjp, tape: Tape):
         self.data = value if isinstance(value, np.ndarray) else np.asarray(value)
         self.g = None
         self.parents = parents
@@ -182,9 +182,24 @@ def _describe(x) -> str:
 
 # -- recording -----------------------------------------------------------------------------------
 
-def current_tape() -> list | None:
+def current_tape() -> Tape | None:
     """The tape of this thread, or ``None`` when no gradient is being taken."""
     return _state.tape
+
+
+class Tape(list):
+    """The recorded nodes, in execution order; ``outer`` is the tape that was open before.
+
+    A gradient taken inside another one records on its own tape, but its values may depend on
+    nodes of the outer tape, which were all recorded earlier: walking this tape and then the
+    outer ones, each backwards, is still a valid reverse topological order.
+    """
+
+    __slots__ = ("outer",)
+
+    def __init__(self, outer: Tape | None = None):
+        super().__init__()
+        self.outer = outer
 
 
 class recording:
@@ -202,9 +217,9 @@ class recording:
     array([2., 4.])
     """
 
-    def __enter__(self) -> list:
+    def __enter__(self) -> Tape:
         self._saved = _state.tape
-        _state.tape = self.tape = []
+        _state.tape = self.tape = Tape(self._saved)
         return self.tape
 
     def __exit__(self, *exc) -> None:
@@ -235,8 +250,9 @@ def record(value, inputs: tuple, vjp):
     return node
 
 
-def _backprop(tape: list, loss: Node) -> list:
-    """Walk ``tape`` backwards from ``loss``; return the leaves reached, gradients in ``.g``.
+def _backprop(tape: Tape, loss: Node) -> list:
+    """Walk ``tape`` (then its outer tapes) backwards from ``loss``; return the leaves reached,
+    with their gradients in ``.g``.
 
     Each node's gradient is freed as soon as it has been pushed to its parents.  A gradient is
     never modified in place here (accumulation is ``a + b``), because an op may hand the same
@@ -246,20 +262,22 @@ def _backprop(tape: list, loss: Node) -> list:
     if loss.is_leaf:
         return [loss]
     leaves = []
-    for node in reversed(tape):
-        g = node.g
-        if g is None:
-            continue
-        node.g = None
-        for parent, pg in zip(node.parents, node.vjp(g), strict=True):
-            if parent is None or pg is None:
+    while tape is not None:
+        for node in reversed(tape):
+            g = node.g
+            if g is None:
                 continue
-            if parent.g is None:
-                parent.g = pg
-                if parent.is_leaf:
-                    leaves.append(parent)
-            else:
-                parent.g = parent.g + pg
+            node.g = None
+            for parent, pg in zip(node.parents, node.vjp(g), strict=True):
+                if parent is None or pg is None:
+                    continue
+                if parent.g is None:
+                    parent.g = pg
+                    if parent.is_leaf:
+                        leaves.append(parent)
+                else:
+                    parent.g = parent.g + pg
+        tape = getattr(tape, "outer", None)
     return leaves
 
 
@@ -551,12 +569,13 @@ def back_(loss, seed=None) -> None:
             "back_() needs a loss computed from trainable arrays inside "
             "`with minigrad.tracker.recording():` (or pass a function of no arguments)"
         )
-    tape = loss.tape if isinstance(loss, TrackedArray) else []
+    tape = loss.tape if isinstance(loss, TrackedArray) else Tape()
+    handed_out: set = set()
     for leaf in _backprop(tape, loss):
         g = leaf.g
         leaf.g = None
         if leaf._grad is None:
-            leaf._grad = _own(g, leaf.data, set())
+            leaf._grad = _own(g, leaf.data, handed_out)
         else:
             leaf._grad += g
 

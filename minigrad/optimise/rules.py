@@ -298,7 +298,7 @@ class Momentum(Rule):
 
     >>> import numpy as np, minigrad as mg
     >>> o, x = mg.Momentum(), np.zeros(1)
-    >>> [float(mg.apply_(o, x, np.array([1.0]))[0]) for _ in range(2)]
+    >>> [round(float(mg.apply_(o, x, np.array([1.0]))[0]), 12) for _ in range(2)]
     [0.01, 0.019]
     """
 
@@ -478,7 +478,7 @@ class AdaGrad(Rule):
 
     >>> import numpy as np, minigrad as mg
     >>> round(float(mg.apply_(mg.AdaGrad(), np.zeros(1), np.array([1.0]))[0]), 9)
-    0.1
+    0.099999999
     """
 
     fields = (("eta", "η", 0.1), ("epsilon", "ϵ", EPS))
