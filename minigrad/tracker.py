@@ -544,7 +544,7 @@ def withgradient(f, *args):
     return differentiate(f, args, check_finite=True)
 
 
-def back_(loss, seed=None) -> None:
+def back_(loss) -> None:
     """Backpropagate from a recorded scalar ``loss``, ADDING into each parameter's ``.grad``.
 
     Tracker's ``back!``: gradients accumulate across calls until read and reset (for example by
