@@ -37,6 +37,17 @@ from .rules import (
     WeightDecay,
 )
 from .step import SGD, LegacyOptimiser, apply_, update_
+from .train import (
+    DomainError,
+    SkipException,
+    StopException,
+    epochs,
+    runall,
+    skip,
+    stop,
+    throttle,
+    train_,
+)
 
 __all__ = [
     "AbstractOptimiser", "IdDict", "Descent", "Momentum", "Nesterov", "RMSProp", "Adam", "RAdam",
@@ -44,4 +55,6 @@ __all__ = [
     "Optimiser", "WeightDecay", "ClipValue", "ClipNorm", "ExpDecay", "InvDecay",
     "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
     "SGD", "LegacyOptimiser", "apply_", "update_",
+    "train_", "stop", "skip", "throttle", "runall", "epochs", "DomainError", "StopException",
+    "SkipException",
 ]
