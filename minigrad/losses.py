@@ -73,8 +73,9 @@ def crossentropy(ŷ, y, axis: int = 0, agg=mean, ϵ=None, epsilon=None):
 def logitcrossentropy(ŷ, y, axis: int = 0, agg=mean):
     """Cross-entropy on logits: ``agg(-Σ_axis y·logsoftmax(ŷ))``, computed stably.
 
-    With the default ``agg=mean`` it is one fused op whose gradient is
-    ``(softmax(ŷ)·Σ_axis y - y) / n``, ``n`` the number of samples.
+    With the default ``agg=mean`` it is one fused op whose gradients are
+    ``(softmax(ŷ)·Σ_axis y - y) / n`` for ``ŷ`` and ``-logsoftmax(ŷ) / n`` for ``y``, ``n`` the
+    number of samples.
 
     >>> import minigrad as mg
     >>> round(float(mg.losses.logitcrossentropy([0.0, 0.0], [1.0, 0.0])), 6)
@@ -88,11 +89,13 @@ def logitcrossentropy(ŷ, y, axis: int = 0, agg=mean):
     e = np.exp(shifted)
     total = e.sum(axis=axis, keepdims=True)
     n = z.size // z.shape[axis]
-    value = -(t * (shifted - np.log(total))).sum() / n
+    logp = shifted - np.log(total)
+    value = -(t * logp).sum() / n
+    ty = isinstance(y, Node)
 
     def vjp(g):
         gz = g * (e / total * t.sum(axis=axis, keepdims=True) - t) / n
-        return gz, None
+        return gz, (-g * logp / n if ty else None)
 
     return record(value, (ŷ, y), vjp)
 

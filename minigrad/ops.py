@@ -103,7 +103,8 @@ def pow(a, b):
         elif isinstance(bd, (int, float)) and bd == 2:
             ga = g * 2 * ad
         else:
-            ga = unbroadcast(g * bd * ad ** (bd - 1), sa)
+            e = bd if np.isscalar(bd) else np.asarray(bd)   # the exponent may be a list
+            ga = unbroadcast(g * e * ad ** (e - 1), sa)
         return ga, (unbroadcast(g * np.log(ad) * y, sb) if tb else None)
 
     return record(y, (a, b), vjp)
@@ -119,7 +120,7 @@ def matmul(a, b):
 
     VJP: ``(g @ bᵀ, aᵀ @ g)``, with vectors treated as NumPy treats them.
     """
-    ad, bd = data(a), data(b)
+    ad, bd = np.asarray(data(a)), np.asarray(data(b))
     try:
         y = ad @ bd
     except ValueError as err:
@@ -247,7 +248,7 @@ def relu(x):
 
 def leakyrelu(x, a: float = 0.01):
     """``x`` for ``x > 0``, else ``a·x`` (Flux's default ``a = 0.01``).  VJP: ``g`` or ``a·g``."""
-    xd = data(x)
+    xd = np.asarray(data(x))
     positive = xd > 0
     y = np.where(positive, xd, a * xd)
     return record(y, (x,), lambda g: (np.where(positive, g, a * g),))
@@ -278,7 +279,7 @@ def softmax(x, axis: int = 0):
     array([[0.5, 0.5],
            [0.5, 0.5]])
     """
-    xd = data(x)
+    xd = np.asarray(data(x))
     e = np.exp(xd - xd.max(axis=axis, keepdims=True))
     y = e / e.sum(axis=axis, keepdims=True)
     return record(y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),))
@@ -289,7 +290,7 @@ def logsoftmax(x, axis: int = 0):
 
     VJP: ``g - softmax(x)·sum(g)`` along ``axis``.
     """
-    xd = data(x)
+    xd = np.asarray(data(x))
     shifted = xd - xd.max(axis=axis, keepdims=True)
     y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return record(y, (x,), lambda g: (g - np.exp(y) * g.sum(axis=axis, keepdims=True),))
@@ -323,7 +324,7 @@ def identity(x):
 def reshape(x, *shape):
     """``x`` with a new shape (``reshape(x, 2, 3)`` or ``reshape(x, (2, 3))``).  VJP: reshape back.
     """
-    xd = data(x)
+    xd = np.asarray(data(x))
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
@@ -337,9 +338,10 @@ def reshape(x, *shape):
 def transpose(x, axes=None):
     """Permute the axes (reverse them by default; ``x.T`` does that).  VJP: the inverse permutation.
     """
-    xd = data(x)
+    xd = np.asarray(data(x))
     y = np.transpose(xd, axes)
-    inverse = None if axes is None else np.argsort(axes)
+    # Negative axes count from the end; normalise them before inverting the permutation.
+    inverse = None if axes is None else np.argsort([a % xd.ndim for a in axes])
     return record(y, (x,), lambda g: (np.transpose(g, inverse),))
 
 
@@ -367,14 +369,18 @@ def getindex(x, index):
     return record(y, (x,), vjp)
 
 
-def concatenate(xs, axis: int = 0):
-    """Join arrays along an existing ``axis``.  VJP: ``g`` split back into the pieces.
+def concatenate(xs, axis: int | None = 0):
+    """Join arrays along an existing ``axis`` (``None``: flatten them first, as NumPy does).
+
+    VJP: ``g`` split back into the pieces.
 
     >>> import minigrad as mg
     >>> mg.concatenate([[1.0], [2.0, 3.0]])
     array([1., 2., 3.])
     """
     xs = tuple(xs)
+    if axis is None:
+        return concatenate([reshape(x, -1) for x in xs], axis=0)
     values = [np.asarray(data(x)) for x in xs]
     y = np.concatenate(values, axis=axis)
     ends = np.cumsum([v.shape[axis] for v in values])[:-1]
@@ -414,7 +420,7 @@ def dense(W, x, b=None, activation=identity):
     ``relu``, ``tanh`` and ``σ`` the activation is fused into the node; any other function is
     applied after it.  VJP with ``gz = g·activation'``: ``(gz @ xᵀ, Wᵀ @ gz, Σ_batch gz)``.
     """
-    Wd, xd = data(W), data(x)
+    Wd, xd = np.asarray(data(W)), np.asarray(data(x))
     if Wd.ndim != 2 or xd.ndim not in (1, 2) or Wd.shape[1] != xd.shape[0]:
         raise ValueError(
             f"dense: weight of shape {Wd.shape} (out, in) needs an input of shape "
