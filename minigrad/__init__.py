@@ -12,7 +12,7 @@
 ((2, 5), (2,))
 """
 
-from . import losses, ops, optimise, tracker
+from . import losses, ops, optimise, schedules, tracker
 from .autograd import gradient, withgradient
 from .layers import Chain, Dense, glorot_uniform
 from .ops import (
@@ -57,7 +57,7 @@ from .tracker import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "tracker", "ops", "losses", "optimise",
+    "tracker", "ops", "losses", "optimise", "schedules",
     "Param", "Params", "Grads", "param", "params", "gradient", "withgradient", "data",
     "rand", "randn", "zeros", "ones",
     "Dense", "Chain", "glorot_uniform",

@@ -457,10 +457,14 @@ def _inplace(fn, ufunc):
     """In-place operator: a trainable array is updated in its own storage (as optimisers do);
     a tracked intermediate value is rebound to a new node instead, so the tape stays valid."""
     def op(self, other):
-        if self.is_leaf:
-            ufunc(self.data, data(other), out=self.data)
-            return self
-        return fn(self, other)
+        if not self.is_leaf:
+            return fn(self, other)
+        if current_tape() is not None:
+            raise RuntimeError(
+                "in-place arithmetic on a trainable array while a gradient is being taken would "
+                "change values the tape has saved; update parameters after gradient() returns")
+        ufunc(self.data, data(other), out=self.data)
+        return self
     return op
 
 
@@ -498,6 +502,18 @@ def _untracked(name: str, fn, args, kwargs):
             f"or apply it to minigrad.data(x) if it should be a constant"
         )
     return result
+
+
+def _numpy_attribute(self, name: str):
+    """Any other attribute of NumPy arrays (``max``, ``argmax``, ``copy``, ``strides``, ...),
+    read from the raw values; methods follow the rule of :func:`_untracked`."""
+    if name.startswith("__") or name == "data":     # protocol probes, half-built objects
+        raise AttributeError(name)
+    attribute = getattr(self.data, name)
+    if not callable(attribute):
+        return attribute
+    return lambda *args, **kwargs: _untracked(
+        f"ndarray.{name}", lambda _self, *a, **k: attribute(*a, **k), (self, *args), kwargs)
 
 
 def _flatten(args):
@@ -545,6 +561,8 @@ def _bind_operators() -> None:
         self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes or None)
     Node.T = property(transpose)
     Node.astype = astype
+    Node.ravel = Node.flatten = lambda self: reshape(self, -1)
+    Node.__getattr__ = _numpy_attribute
     Node.__array_ufunc__ = _array_ufunc
     Node.__array_function__ = _array_function
 

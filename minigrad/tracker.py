@@ -497,6 +497,10 @@ def _implicit(f, ps: Params, check_finite: bool):
 
 def _explicit(f, xs: tuple, check_finite: bool):
     for i, x in enumerate(xs):
+        if isinstance(x, (list, tuple)) and any(isinstance(item, Param) for item in x):
+            raise TypeError(
+                f"gradient(f, ...): argument {i} is a list of trainable arrays; for Flux's "
+                "implicit form pass minigrad.Params([...]) or minigrad.params(...)")
         if not isinstance(x, (Node, np.ndarray, int, float, list, tuple, np.generic)):
             raise TypeError(f"gradient(f, x...) differentiates arrays; argument {i} is "
                             f"{_describe(x)}")
