@@ -98,6 +98,12 @@ def _lockstep(rules: list, params: list) -> bool:
     return True
 
 
+def _forget(owner, key) -> None:
+    opt = owner()
+    if opt is not None:
+        opt.__dict__.get("_flat_groups", {}).pop(key, None)
+
+
 def update_flat(opt, rules: list, pairs: list) -> bool:
     """Update every ``(param, grad)`` of ``pairs`` with one kernel call if possible.
 
@@ -107,6 +113,8 @@ def update_flat(opt, rules: list, pairs: list) -> bool:
     if len(pairs) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
         return False
     params = [p for p, _ in pairs]
+    if len({id(p) for p in params}) != len(params):
+        return False        # a plain list naming a parameter twice: update it twice, in turn
     dtype = params[0].dtype
     if not all(type(p) is Param and p.dtype == dtype for p in params):
         return False
@@ -116,6 +124,13 @@ def update_flat(opt, rules: list, pairs: list) -> bool:
     if group is None or not group.intact(params):
         if not _lockstep(rules, params):
             return False
+        for rule in rules:
+            rule.check()    # before FlatGroup stores fresh state: a failed call changes nothing
+        if group is None:
+            # Forget the group (its buffers and state) as soon as one of its parameters dies.
+            owner = weakref.ref(opt)
+            for p in params:
+                weakref.finalize(p, _forget, owner, key).atexit = False
         group = groups[key] = FlatGroup(rules, params)
     group.step([g for _, g in pairs])
     return True

@@ -19,6 +19,7 @@ entries disappear with their parameter.  The step functions (``apply_``/``update
 from __future__ import annotations
 
 import math as _math
+import unicodedata
 import weakref
 
 import numpy as np
@@ -214,8 +215,11 @@ class Rule(AbstractOptimiser):
         self.state = IdDict()
 
     def _keyword(self, key: str):
+        # Python reads identifiers in NFKC form: the keyword ϵ (U+03F5) arrives as ε (U+03B5).
+        key = unicodedata.normalize("NFKC", key)
         for attr, greek, _ in self.fields:
-            if key in (attr, greek) or (attr == "lambda_" and key == "lambda"):
+            if key in (attr, greek and unicodedata.normalize("NFKC", greek)) or (
+                    attr == "lambda_" and key == "lambda"):
                 return attr
         if key in ("β1", "beta1"):
             return "beta1"

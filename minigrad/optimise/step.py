@@ -41,7 +41,8 @@ def _passes(stages: list) -> list:
         if not _fusable(stage):
             passes.append(stage)
         elif passes and isinstance(passes[-1], list) and not getattr(
-                stage, "needs_whole_step", False):
+                stage, "needs_whole_step", False) and all(s is not stage for s in passes[-1]):
+            # (A rule used twice, Optimiser(a, a), must see its own first step's state.)
             passes[-1].append(stage)
         else:
             passes.append([stage])
