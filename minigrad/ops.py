@@ -152,10 +152,19 @@ def matmul(a, b):
 # -- reductions ----------------------------------------------------------------------------------
 
 def _spread(g, shape: tuple, axis, keepdims: bool):
-    """Broadcast a reduction's gradient back over the reduced axes (a read-only view)."""
+    """A fresh array of ``shape`` holding a reduction's gradient repeated over the reduced axes.
+
+    (Fresh rather than a broadcast view: it is cheaper to build, and a parameter's gradient made
+    here can be handed to the user without another copy.)
+    """
     if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return np.broadcast_to(g, shape)
+        kept = list(shape)
+        for a in (axis,) if isinstance(axis, int) else axis:
+            kept[a] = 1
+        g = np.reshape(g, kept)
+    out = np.empty(shape, dtype=np.result_type(g))
+    out[...] = g
+    return out
 
 
 def sum(x, axis=None, keepdims: bool = False):
@@ -184,9 +193,10 @@ def mean(x, axis=None, keepdims: bool = False):
     """
     xd = np.asarray(data(x))
     shape = xd.shape
-    y = xd.mean(axis=axis, keepdims=keepdims)
-    n = xd.size // max(np.size(y), 1) if xd.size else 1
-    return record(y, (x,), lambda g: (_spread(g / n, shape, axis, keepdims),))
+    total = xd.sum(axis=axis, keepdims=keepdims)    # sum / n: what ndarray.mean computes
+    n = xd.size // np.size(total) if xd.size else 0
+    y = total / n if n else xd.mean(axis=axis, keepdims=keepdims)
+    return record(y, (x,), lambda g: (_spread(g / max(n, 1), shape, axis, keepdims),))
 
 
 # -- elementwise functions -----------------------------------------------------------------------

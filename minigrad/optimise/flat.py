@@ -19,15 +19,9 @@ import weakref
 import numpy as np
 
 from ..tracker import Param
-from .kernels import as_hyper, fused_kernel
+from .kernels import as_hyper, finite_sum, fused_kernel
 
 __all__ = ["FlatGroup", "update_flat"]
-
-
-def _scalars_of(rule, p):
-    state = rule.state.get(p)
-    counter = rule.current.get(p) if hasattr(rule, "current") else None
-    return None if state is None else (state.scalars, counter)
 
 
 class FlatGroup:
@@ -48,9 +42,11 @@ class FlatGroup:
             p.data = view
             self.x_views.append(view)
             self.g_views.append(self.g[a:b].reshape(p.shape))
-        self.states = []
+        flat_states = []    # per rule: the flat state arrays
+        self.members = []   # per rule: each parameter's state (views into the flat arrays)
         for rule in rules:
             fresh = rule.new_state(self.x)
+            members = []
             for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
                 old = rule.state.get(p)
                 if old is not None:
@@ -58,43 +54,56 @@ class FlatGroup:
                         flat[a:b] = array
                 scalars = old.scalars if old is not None else list(fresh.scalars)
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
-                rule.state[p] = type(fresh)(arrays, scalars, p.shape)
-            self.states.append(fresh.arrays)
+                rule.state[p] = state = type(fresh)(arrays, scalars, p.shape)
+                members.append(state)
+            flat_states.append(fresh.arrays)
+            self.members.append(members)
+        self.kernel = fused_kernel(tuple(map(type, rules)), True, self.x.size)
+        self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
 
-    def intact(self, params: list) -> bool:
-        """Still the same live parameters, still stored in this group's buffer, in lockstep."""
-        if len(params) != len(self.refs):
+    def intact(self, rules: list, params: list) -> bool:
+        """Still the same rules and live parameters, stored in this group's buffer, with this
+        group's state, in lockstep (a parameter updated on its own since breaks the group)."""
+        if len(rules) != len(self.rules) or any(
+                a is not b for a, b in zip(rules, self.rules, strict=True)):
             return False
         for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
             if ref() is not p or p.data is not view:
                 return False
-        return _lockstep(self.rules, params)
+        for rule, members in zip(self.rules, self.members, strict=True):
+            first = members[0].scalars
+            for p, state in zip(params, members, strict=True):
+                if state.scalars != first or rule.state.get(p) is not state:
+                    return False
+        return True
 
     def step(self, grads: list) -> None:
+        """One update of every parameter from ``grads`` (checked arrays, in order)."""
         first = self.refs[0]()
         hypers = []
-        for rule in self.rules:
-            hypers += rule.hypers(rule.state[first].scalars, first, None)
-        if not np.isfinite(sum(hypers)):
+        for rule, members in zip(self.rules, self.members, strict=True):
+            hypers += rule.hypers(members[0].scalars, first, None)
+        if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()
         for view, g in zip(self.g_views, grads, strict=True):
-            np.copyto(view, g)
-        kernel = fused_kernel(tuple(map(type, self.rules)), True, self.x.size)
-        kernel(self.x, self.g, as_hyper(hypers, self.x.dtype),
-               *(a for arrays in self.states for a in arrays))
-        for rule in self.rules:
-            for ref in self.refs:
-                p = ref()
-                rule.advance(rule.state[p].scalars, p)
+            view[...] = g
+        self.kernel(self.x, self.g, as_hyper(hypers, self.x.dtype), *self.state_arrays)
+        for rule, members in zip(self.rules, self.members, strict=True):
+            for ref, state in zip(self.refs, members, strict=True):
+                rule.advance(state.scalars, ref())
 
 
 def _lockstep(rules: list, params: list) -> bool:
+    """Whether every rule's per-parameter scalars agree across ``params`` (or none has state)."""
     for rule in rules:
-        first = _scalars_of(rule, params[0])
-        for p in params[1:]:
-            if _scalars_of(rule, p) != first:
+        states = [rule.state.get(p) for p in params]
+        if any(st is None for st in states):
+            if any(st is not None for st in states):
                 return False
+            continue
+        if any(st.scalars != states[0].scalars for st in states):
+            return False
     return True
 
 
@@ -104,25 +113,27 @@ def _forget(owner, key) -> None:
         opt.__dict__.get("_flat_groups", {}).pop(key, None)
 
 
+def _eligible(rules: list, params: list) -> bool:
+    if len(params) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
+        return False
+    if len({id(p) for p in params}) != len(params):
+        return False        # a plain list naming a parameter twice: update it twice, in turn
+    dtype = params[0].dtype
+    return all(type(p) is Param and p.dtype == dtype for p in params) and _lockstep(rules, params)
+
+
 def update_flat(opt, rules: list, pairs: list) -> bool:
     """Update every ``(param, grad)`` of ``pairs`` with one kernel call if possible.
 
     ``rules`` is ``opt``'s single fused pass; the pairs are already checked.  Returns whether
     it did the update (if not, nothing was changed).
     """
-    if len(pairs) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
-        return False
     params = [p for p, _ in pairs]
-    if len({id(p) for p in params}) != len(params):
-        return False        # a plain list naming a parameter twice: update it twice, in turn
-    dtype = params[0].dtype
-    if not all(type(p) is Param and p.dtype == dtype for p in params):
-        return False
     groups = opt.__dict__.setdefault("_flat_groups", {})
     key = tuple(map(id, params))
     group = groups.get(key)
-    if group is None or not group.intact(params):
-        if not _lockstep(rules, params):
+    if group is None or not group.intact(rules, params):
+        if not _eligible(rules, params):
             return False
         for rule in rules:
             rule.check()    # before FlatGroup stores fresh state: a failed call changes nothing

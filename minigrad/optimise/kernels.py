@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import math
 import os
 import sys
 import tempfile
@@ -30,7 +31,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["fused_kernel", "PARALLEL_THRESHOLD", "cache_dir"]
+__all__ = ["fused_kernel", "PARALLEL_THRESHOLD", "cache_dir", "as_hyper", "finite_sum"]
 
 #: Arrays with at least this many elements use the multi-threaded kernel.
 PARALLEL_THRESHOLD = 65536
@@ -71,12 +72,11 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
         "from numba import njit, prange",
         "",
     ]
-    for k, math in enumerate(maths):
-        lines.append(f"# stage {k}: {math.__module__}.{math.__qualname__}")
-        lines.extend("# | " + line for line in inspect.getsource(math).splitlines())
-        module = math.__module__
-        lines.append(f"import {module} as _module{k}")
-        lines.append(f"m{k} = njit(error_model='numpy')(_module{k}.{math.__qualname__})")
+    for k, stage in enumerate(maths):
+        lines.append(f"# stage {k}: {stage.__module__}.{stage.__qualname__}")
+        lines.extend("# | " + line for line in inspect.getsource(stage).splitlines())
+        lines.append(f"import {stage.__module__} as _module{k}")
+        lines.append(f"m{k} = njit(error_model='numpy')(_module{k}.{stage.__qualname__})")
         lines.append("")
     states = [f"s{k}_{j}" for k, n in enumerate(n_states) for j in range(n)]
     loop = "prange" if parallel else "range"
@@ -141,6 +141,14 @@ def fused_kernel(rules: tuple, update: bool, size: int):
                 kernel = _load(_source(maths, n_states, n_hypers, update, parallel))
                 _kernels[key] = kernel
     return kernel
+
+
+def finite_sum(values) -> bool:
+    """Cheap test that every hyperparameter is a finite number (NaN and ±inf survive a sum)."""
+    try:
+        return math.isfinite(sum(values))
+    except TypeError:           # None, a string...: let the rule's check() name it
+        return False
 
 
 def as_hyper(values, dtype) -> np.ndarray:

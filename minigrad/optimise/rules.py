@@ -104,14 +104,14 @@ class IdDict:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keys(self) -> list:
-        return [ref() for ref, _ in self._entries.values()]
+    def keys(self):
+        return (ref() for ref, _ in list(self._entries.values()))
 
-    def values(self) -> list:
-        return [value for _, value in self._entries.values()]
+    def values(self):
+        return (value for _, value in list(self._entries.values()))
 
-    def items(self) -> list:
-        return [(ref(), value) for ref, value in self._entries.values()]
+    def items(self):
+        return ((ref(), value) for ref, value in list(self._entries.values()))
 
     def __repr__(self) -> str:
         return f"IdDict(<{len(self)} entries>)"
@@ -750,32 +750,31 @@ class ExpDecay(Rule):
     def _keyword(self, key):
         return "step" if key == "decay_step" else super()._keyword(key)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.current = IdDict()
-
     @staticmethod
     def math(d, x, eta):
         return d * eta
 
+    def scalars(self) -> list:
+        return [0]          # Flux's current[x]: how many steps this parameter has taken
+
     def _decays(self, n: int) -> bool:
         return n > self.start and n % self.step == 0
 
-    def _next_eta(self, key) -> tuple:
-        n = self.current.get(key, 0) + 1
+    def _next(self, scalars: list, key) -> tuple:
+        """This parameter's next count and the η it will use (Flux's ``count(...) == 1`` rule:
+        only the first parameter to reach a decay step decays the shared η)."""
+        n = scalars[0] + 1
         eta = self.eta
-        if self._decays(n):
-            others = sum(self._decays(c) for k, c in self.current.items() if k is not key)
-            if others == 0:
-                eta = max(eta * self.decay, self.clip)
+        if self._decays(n) and not any(
+                self._decays(st.scalars[0]) for k, st in self.state.items() if k is not key):
+            eta = max(eta * self.decay, self.clip)
         return n, eta
 
     def hypers(self, scalars, key, delta):
-        return (self._next_eta(key)[1],)
+        return (self._next(scalars, key)[1],)
 
     def advance(self, scalars, key) -> None:
-        n, self.eta = self._next_eta(key)
-        self.current[key] = n
+        scalars[0], self.eta = self._next(scalars, key)
 
 
 class InvDecay(Rule):

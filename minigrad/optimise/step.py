@@ -9,13 +9,11 @@ optimiser's state as they were.
 
 from __future__ import annotations
 
-import math as _math
-
 import numpy as np
 
 from ..tracker import Node, Params, _describe, checked_target, data
 from .flat import update_flat
-from .kernels import as_hyper, fused_kernel
+from .kernels import as_hyper, finite_sum, fused_kernel
 from .rules import AbstractOptimiser, Optimiser, Rule
 
 __all__ = ["apply_", "update_", "LegacyOptimiser", "SGD"]
@@ -79,7 +77,7 @@ def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update
         states.append(state)
         hypers += rule.hypers(state.scalars, key, flat_d)
         arrays += state.arrays
-    if not _math.isfinite(sum(hypers)):
+    if not finite_sum(hypers):
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
     kernel = fused_kernel(tuple(map(type, rules)), update, flat_x.size)
     kernel(flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
