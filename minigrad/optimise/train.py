@@ -198,8 +198,8 @@ def _splat(loss, d):
 def _checked(value, i: int) -> float:
     value = float(data(value))
     if not math.isfinite(value):
-        raise DomainError(f"Loss is {value} on data item {i} (0-based: item number {i + 1}), "
-                          "stopping training")
+        raise DomainError(f"Loss is {value} on data item {i} (counting from 0; item {i + 1} "
+                          "counting from 1, as Flux does), stopping training")
     return value
 
 
