@@ -97,16 +97,20 @@ def logitcrossentropy(ŷ, y, axis: int = 0, agg=mean):
     if agg is not mean:
         return agg(-sum(y * logsoftmax(ŷ, axis=axis), axis=axis))
     z, t = data(ŷ), data(y)
-    shifted = z - z.max(axis=axis, keepdims=True)
+    # (np.maximum.reduce and np.add.reduce are ndarray.max and .sum without their Python wrapper)
+    shifted = z - np.maximum.reduce(z, axis=axis, keepdims=True)
     e = np.exp(shifted)
-    total = e.sum(axis=axis, keepdims=True)
+    total = np.add.reduce(e, axis=axis, keepdims=True)
     n = z.size // z.shape[axis]
     logp = shifted - np.log(total)
     value = -(t * logp).sum() / n
     ty = isinstance(y, Node)
 
     def vjp(g):
-        gz = g * (e / total * t.sum(axis=axis, keepdims=True) - t) / n
+        gz = e / total              # softmax(ŷ), then in place: (softmax·Σy - y)·g/n
+        gz *= np.add.reduce(t, axis=axis, keepdims=True)
+        gz -= t
+        gz *= g / n
         return gz, (-g * logp / n if ty else None)
 
     return record(value, (ŷ, y), vjp)

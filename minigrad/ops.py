@@ -438,8 +438,12 @@ def dense(W, x, b=None, activation=identity):
         )
     z = Wd @ xd
     if b is not None:
-        bd = data(b)
-        z = z + (bd[:, None] if z.ndim == 2 else bd)
+        bd = np.asarray(data(b))
+        bias = bd[:, None] if z.ndim == 2 else bd
+        if bd.dtype == z.dtype:
+            z += bias           # z is fresh: add in place
+        else:
+            z = z + bias
     forward, derivative = _FUSED_ACTIVATIONS.get(activation, (None, None))
     y = forward(z) if forward is not None else z
     tx, tb = isinstance(x, Node), b is not None and isinstance(b, Node)
@@ -448,7 +452,7 @@ def dense(W, x, b=None, activation=identity):
         gz = g if derivative is None else g * derivative(y)
         gW = gz @ xd.T if gz.ndim == 2 else np.outer(gz, xd)
         gx = Wd.T @ gz if tx else None
-        gb = (gz.sum(axis=1) if gz.ndim == 2 else gz) if tb else None
+        gb = (np.add.reduce(gz, axis=1) if gz.ndim == 2 else gz) if tb else None
         return gW, gx, gb
 
     out = record(y, (W, x, b), vjp)

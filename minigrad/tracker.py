@@ -258,7 +258,7 @@ def _backprop(tape: Tape, loss: Node) -> list:
     never modified in place here (accumulation is ``a + b``), because an op may hand the same
     array to two parents.
     """
-    loss.g = np.ones((), dtype=loss.data.dtype)
+    loss.g = np.array(1, dtype=loss.data.dtype)
     if loss.is_leaf:
         return [loss]
     leaves = []
@@ -477,11 +477,15 @@ def _own(g: np.ndarray, like: np.ndarray, handed_out: set) -> np.ndarray:
 def _run(f, args: tuple, check_finite: bool):
     with recording() as tape:
         y = f(*args)
-    value = _loss_value(y)
-    if check_finite and not np.isfinite(value):
-        raise ValueError(f"Loss is {'NaN' if np.isnan(value) else 'infinite'} ({value})")
-    leaves = _backprop(tape, y) if isinstance(y, Node) else []
-    return value, leaves
+    try:
+        value = _loss_value(y)
+        if check_finite and not np.isfinite(value):
+            raise ValueError(f"Loss is {'NaN' if np.isnan(value) else 'infinite'} ({value})")
+        return value, (_backprop(tape, y) if isinstance(y, Node) else [])
+    finally:
+        # Each node points back at its tape; emptying the tape breaks that cycle, so the whole
+        # graph is freed by reference counting as soon as the caller drops it (not by the GC).
+        tape.clear()
 
 
 def _implicit(f, ps: Params, check_finite: bool):
@@ -639,7 +643,8 @@ def checked_target(name: str, x, step) -> np.ndarray:
                         f"{_describe(target)}")
     if not target.flags.writeable:
         raise ValueError(f"{name}: the parameter (shape {target.shape}) is read-only")
-    shape = np.shape(data(step))
+    step = data(step)
+    shape = step.shape if isinstance(step, np.ndarray) else np.shape(step)
     if shape != target.shape and not _broadcasts_to(shape, target.shape):
         raise ValueError(f"{name}: a step of shape {shape} does not fit a parameter of shape "
                          f"{target.shape}")
