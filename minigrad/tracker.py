@@ -599,7 +599,7 @@ def param(x, dtype=None) -> Param:
     >>> mg.param([1, 2, 3])
     param([1., 2., 3.])
     """
-    value = np.array(data(x), dtype=dtype, copy=True)
+    value = np.array(data(x), dtype=dtype, copy=True, order="C")  # kernels need C order
     if dtype is None and value.dtype.kind in "iub":
         value = value.astype(np.float64)
     if value.dtype.kind != "f":

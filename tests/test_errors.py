@@ -201,3 +201,18 @@ def test_assigning_into_tracked_value():
 
     with pytest.raises(TypeError, match=r"cannot assign into a tracked intermediate value"):
         mg.gradient(loss, mg.params(W))
+
+
+def test_optimiser_hyperparameter_given_twice_is_an_error():
+    with pytest.raises(TypeError, match="eta twice"):
+        mg.Adam(0.1, eta=0.2)
+    with pytest.raises(TypeError, match="eta twice"):
+        mg.Momentum(η=0.1, eta=0.2)
+
+
+def test_param_of_a_transposed_array_is_c_contiguous_and_trainable():
+    p = mg.param(np.arange(6.0).reshape(3, 2).T)
+    assert p.data.flags.c_contiguous
+    np.testing.assert_array_equal(p, [[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]])
+    mg.update_(mg.Descent(0.5), p, np.ones((2, 3)))
+    np.testing.assert_array_equal(p, [[-0.5, 1.5, 3.5], [0.5, 2.5, 4.5]])

@@ -194,6 +194,7 @@ class Rule(AbstractOptimiser):
                             f"({', '.join(f[0] for f in self.fields)}), got {len(args)}")
         values = {attr: default for attr, _, default in self.fields}
         values.update(zip((f[0] for f in self.fields), args, strict=False))
+        given = {f[0] for f in self.fields[:len(args)]}
         beta = list(values.get("beta", ()))
         for key, value in kwargs.items():
             field = self._keyword(key)
@@ -203,8 +204,12 @@ class Rule(AbstractOptimiser):
             elif field is None:
                 known = ", ".join(f"{a} ({g})" if g else a for a, g, _ in self.fields)
                 raise TypeError(f"{name} got an unexpected keyword {key!r}; it takes {known}")
+            elif field in given:
+                raise TypeError(f"{name} got {field} twice (as {key!r} and positionally or "
+                                "under another spelling)")
             else:
                 values[field] = value
+                given.add(field)
         for attr, value in values.items():
             if attr == "beta":
                 value = tuple(value)
@@ -218,8 +223,7 @@ class Rule(AbstractOptimiser):
         # Python reads identifiers in NFKC form: the keyword ϵ (U+03F5) arrives as ε (U+03B5).
         key = unicodedata.normalize("NFKC", key)
         for attr, greek, _ in self.fields:
-            if key in (attr, greek and unicodedata.normalize("NFKC", greek)) or (
-                    attr == "lambda_" and key == "lambda"):
+            if key in (attr, greek and unicodedata.normalize("NFKC", greek)):
                 return attr
         if key in ("β1", "beta1"):
             return "beta1"
