@@ -5,7 +5,8 @@ with lr 0.1) of a 64-64-10 MLP, ``Dense(64, 64, relu) -> Dense(64, 10)``, with
 ``logitcrossentropy`` on one-hot targets, float32, batch 32, Flux's features-first layout
 (``x`` of shape (64, 32), ``y`` of shape (10, 32)).  Three implementations run in one process,
 in interleaved rounds (the order rotates every round), and the table reports the median over
-rounds of the mean µs per step within a round:
+rounds of the mean µs per step within a round; each ratio is given both as a ratio of those
+medians and as the median of the per-round ratios (steadier on a noisy machine):
 
 1. minigrad: ``gs = mg.gradient(lambda: logitcrossentropy(m(x), y), ps)`` then
    ``mg.optimise.update_(p, lr * gs[p])`` for every parameter;
@@ -17,12 +18,13 @@ rounds of the mean µs per step within a round:
 Before timing, all three start from the same weights and must agree on the loss and the updated
 weights of the first step to 1e-5; the check is printed.  At this size the step is dominated by
 per-op overhead, not arithmetic (see DESIGN.md, "Limits to measure against").  The targets are
-minigrad ≤ 0.5x PyTorch's time and ≤ 2x the NumPy time.
+minigrad ≤ 0.5x PyTorch's time and ≤ 2x the NumPy time.  The script reports how much CPU other
+processes took during the timing and warns when the figures are not to be trusted.
 
 Run it::
 
     pip install -e ".[bench]"          # minigrad plus the CPU build of PyTorch
-    python benchmarks/mlp_step.py      # ~25 s; see --help for --rounds, --steps-per-round
+    python benchmarks/mlp_step.py      # ~20 s; --help for --rounds, --breakdown, ...
 
 Without PyTorch installed it says so and compares minigrad with NumPy only.
 """
@@ -318,12 +320,17 @@ def breakdown(mg_impl: MinigradStep, np_impl: NumpyStep, rounds: int, steps: int
         e = np.exp(z)
         return -(y * (z - np.log(e.sum(axis=0, keepdims=True)))).sum() / x.shape[1]
 
-    pieces = [("minigrad forward, no tape", forward_plain),
-              ("minigrad forward, recording", forward_taped),
-              ("minigrad gradient() (fwd+bwd+Grads)", gradient_call),
+    def numpy_update():                 # lr 0, as above
+        for w, p in zip((W1, b1, W2, b2), ps, strict=True):
+            w -= 0.0 * gs[p]
+
+    pieces = [("minigrad forward + loss, no tape", forward_plain),
+              ("minigrad forward + loss, recorded", forward_taped),
+              ("minigrad gradient()", gradient_call),
               ("minigrad update loop (4 params)", update_loop),
               ("minigrad full step", mg_impl.step),
-              ("numpy forward (loss)", numpy_forward),
+              ("numpy forward + loss", numpy_forward),
+              ("numpy update (4 params)", numpy_update),
               ("numpy full step", np_impl.step)]
     times = {name: [] for name, _ in pieces}
     for _, f in pieces:
@@ -335,16 +342,23 @@ def breakdown(mg_impl: MinigradStep, np_impl: NumpyStep, rounds: int, steps: int
             for _ in range(steps):
                 f()
             times[name].append((time.perf_counter() - t0) / steps * 1e6)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"breakdown ({rounds} rounds x {steps} calls, median µs per call):")
-    for name, _ in pieces:
-        print(f"  {name:<40}{med[name]:>8.1f}")
-    f_np = med["numpy forward (loss)"]
-    print(f"  {'= tape recording (recording - no tape)':<40}"
-          f"{med['minigrad forward, recording'] - med['minigrad forward, no tape']:>8.1f}")
-    print(f"  {'= backward + Grads (gradient - recording)':<40}"
-          f"{med['minigrad gradient() (fwd+bwd+Grads)'] - med['minigrad forward, recording']:>8.1f}"
-          f"   (numpy backward + update: {med['numpy full step'] - f_np:.1f})")
+    t = {k: statistics.median(v) for k, v in times.items()}
+    np_backward = t["numpy full step"] - t["numpy forward + loss"] - t["numpy update (4 params)"]
+    rows = [  # (what, minigrad, numpy)
+        ("forward + loss", t["minigrad forward + loss, recorded"], t["numpy forward + loss"]),
+        ("  of which recording the tape",
+         t["minigrad forward + loss, recorded"] - t["minigrad forward + loss, no tape"], 0.0),
+        ("backward + Grads",
+         t["minigrad gradient()"] - t["minigrad forward + loss, recorded"], np_backward),
+        ("update loop (4 params)", t["minigrad update loop (4 params)"],
+         t["numpy update (4 params)"]),
+        ("full step", t["minigrad full step"], t["numpy full step"]),
+    ]
+    print(f"breakdown ({rounds} rounds x {steps} calls of each piece, median µs per call; "
+          "rows by difference of pieces):")
+    print(f"  {'piece':<32}{'minigrad':>10}{'numpy':>10}{'extra':>10}")
+    for what, a, b in rows:
+        print(f"  {what:<32}{a:>10.1f}{b:>10.1f}{a - b:>10.1f}")
     print()
 
 
@@ -358,8 +372,8 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=45.0,
                     help="stop adding rounds (after 5) past this many seconds (default 45)")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall: elapsed time (default); cpu: this thread's CPU time, steadier on "
-                         "a busy machine, and it implies --threads 1")
+                    help="wall: elapsed time (default); cpu: this thread's CPU time (leaves out "
+                         "time other processes hold the CPU); implies --threads 1")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--breakdown", action="store_true",
                     help="also time the pieces of minigrad's step (forward, tape, backward...)")
