@@ -41,6 +41,7 @@ import sys
 import time
 
 import numpy as np
+from machine import cpu_model, usable_cores  # this folder's shared helpers
 
 try:
     import minigrad as mg
@@ -60,24 +61,6 @@ DTYPE = np.float32
 
 
 # -- the machine ---------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
 
 def _numpy_openblas():
     """NumPy's bundled OpenBLAS as a ctypes library with (get, set) thread functions, or None."""
@@ -207,10 +190,9 @@ class NumpyStep:
         self.W1, self.b1, self.W2, self.b2 = (w.copy() for w in ws)
         self.x, self.y = x, y
 
-    def step(self) -> np.floating:
+    def forward(self):
+        """The loss, and what the backward pass needs: ``(loss, h, e, total)``."""
         W1, b1, W2, b2, x, y = self.W1, self.b1, self.W2, self.b2, self.x, self.y
-        n = x.shape[1]
-        # forward
         h = W1 @ x
         h += b1[:, None]
         np.maximum(h, 0, out=h)
@@ -220,7 +202,12 @@ class NumpyStep:
         z -= z.max(axis=0, keepdims=True)
         e = np.exp(z)
         total = e.sum(axis=0, keepdims=True)
-        loss = -(y * (z - np.log(total))).sum() / n
+        return -(y * (z - np.log(total))).sum() / x.shape[1], h, e, total
+
+    def step(self) -> np.floating:
+        W1, b1, W2, b2, x, y = self.W1, self.b1, self.W2, self.b2, self.x, self.y
+        n = x.shape[1]
+        loss, h, e, total = self.forward()
         # backward
         gz = (e / total * y.sum(axis=0, keepdims=True) - y) / n
         gW2 = gz @ h.T
@@ -310,15 +297,7 @@ def breakdown(mg_impl: MinigradStep, np_impl: NumpyStep, rounds: int, steps: int
         for p in ps:
             mg.optimise.update_(p, 0.0 * gs[p])
 
-    def numpy_forward():
-        h = W1 @ x
-        h += b1[:, None]
-        np.maximum(h, 0, out=h)
-        z = W2 @ h
-        z += b2[:, None]
-        z -= z.max(axis=0, keepdims=True)
-        e = np.exp(z)
-        return -(y * (z - np.log(e.sum(axis=0, keepdims=True)))).sum() / x.shape[1]
+    numpy_forward = np_impl.forward
 
     def numpy_update():                 # lr 0, as above
         for w, p in zip((W1, b1, W2, b2), ps, strict=True):

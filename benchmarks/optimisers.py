@@ -61,6 +61,7 @@ import time
 
 import numba
 import numpy as np
+from machine import cpu_model, usable_cores  # this folder's shared helpers
 from numba import njit, prange
 
 try:
@@ -79,24 +80,6 @@ WD = 1e-4           # AdamW's decay in Flux's convention (added to the step, not
 
 
 # -- the machine ---------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
 
 def load_average() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
