@@ -24,6 +24,8 @@ import weakref
 
 import numpy as np
 
+from ..tracker import Param, Params
+
 __all__ = [
     "AbstractOptimiser", "IdDict", "Rule", "Descent", "Momentum", "Nesterov", "RMSProp", "Adam",
     "RAdam", "AdaMax", "OAdam", "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "AdamW",
@@ -264,7 +266,6 @@ class Rule(AbstractOptimiser):
 
 
 def _is_parameter_list(x) -> bool:
-    from ..tracker import Param, Params
     if isinstance(x, Params):
         return True
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, Param) for p in x)

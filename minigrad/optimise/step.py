@@ -14,7 +14,7 @@ import numpy as np
 from ..tracker import Node, Params, _describe, checked_target, data
 from .flat import update_flat
 from .kernels import as_hyper, finite_sum, fused_kernel
-from .rules import AbstractOptimiser, Optimiser, Rule
+from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
 
 __all__ = ["apply_", "update_", "LegacyOptimiser", "SGD"]
 
@@ -69,9 +69,10 @@ def _check_optimiser(stages: list) -> None:
 
 def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update: bool) -> None:
     """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
-    states, hypers, arrays = [], [], []
+    states, fresh, hypers, arrays = [], [], [], []
     for rule in rules:
         state = rule.state.get(key)
+        fresh.append(state is None)
         if state is None:
             state = rule.new_state(flat_x)
         states.append(state)
@@ -81,8 +82,8 @@ def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
     kernel = fused_kernel(tuple(map(type, rules)), update, flat_x.size)
     kernel(flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
-    for rule, state in zip(rules, states, strict=True):
-        if key not in rule.state:
+    for rule, state, new in zip(rules, states, fresh, strict=True):
+        if new:
             rule.state[key] = state
         rule.advance(state.scalars, key)
 
@@ -124,6 +125,11 @@ def _run(opt, x, g, update: bool, name: str):
     """
     passes = _plan(opt)
     target, gd = _operands(name, x, g, update)
+    return _step(passes, x, target, gd, update)
+
+
+def _step(passes: list, x, target: np.ndarray, gd: np.ndarray, update: bool):
+    """:func:`_run` once ``opt`` is planned and the arrays are checked."""
     key = x if isinstance(x, Node) else target
     flat_x = target.reshape(-1)
     if update and len(passes) == 1 and isinstance(passes[0], list):
@@ -187,13 +193,14 @@ def update_(*args):
     opt, x, g = args
     if isinstance(x, (Params, list, tuple)):
         name = f"update_({type(opt).__name__})"
-        pairs = [(p, g[p]) for p in x]
-        pairs = [(p, _operands(name, p, gp, True)[1]) for p, gp in pairs if gp is not None]
         passes = _plan(opt)
-        if len(passes) == 1 and isinstance(passes[0], list) and update_flat(opt, passes[0], pairs):
+        pairs = [(p, g[p]) for p in x]
+        checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
+        if len(passes) == 1 and isinstance(passes[0], list) and update_flat(
+                opt, passes[0], [(p, gd) for p, _, gd in checked]):
             return x
-        for p, gp in pairs:
-            _run(opt, p, gp, update=True, name=name)
+        for p, target, gd in checked:
+            _step(passes, p, target, gd, update=True)
         return x
     return _run(opt, x, g, update=True, name=f"update_({type(opt).__name__})")
 
@@ -213,7 +220,6 @@ class LegacyOptimiser:
     """
 
     def __init__(self, rule: AbstractOptimiser, ps, decay=0):
-        from .rules import InvDecay
         self.opt = Optimiser(rule, InvDecay(decay)) if decay else rule
         self.params = ps if isinstance(ps, Params) else Params(ps)
 
@@ -235,6 +241,5 @@ def SGD(*args, **kwargs):
     >>> mg.SGD(0.3)
     Descent(eta=0.3)
     """
-    from .rules import Descent
     return Descent(*args, **kwargs)
 
