@@ -1,26 +1,18 @@
-"""What machine a benchmark ran on: shared by the scripts in this folder."""
+"""What machine a benchmark ran on: shared by the scripts in this folder.
+
+The helpers themselves live in :mod:`minigrad.bench` (``python -m minigrad bench`` prints the
+same header); this module only makes them importable as ``from machine import ...`` here.
+"""
 
 from __future__ import annotations
 
 import os
-import platform
+import sys
 
+try:
+    from minigrad.bench import cpu_model, usable_cores
+except ImportError:  # not installed: use the checkout this folder lives in
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from minigrad.bench import cpu_model, usable_cores
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+__all__ = ["cpu_model", "usable_cores"]

@@ -61,14 +61,22 @@ import time
 
 import numba
 import numpy as np
-from machine import cpu_model, usable_cores  # this folder's shared helpers
-from numba import njit, prange
+from machine import cpu_model, usable_cores  # this folder's shared helpers (minigrad.bench's)
 
 try:
     import minigrad as mg
 except ImportError:  # not installed: use the checkout this script lives in
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import minigrad as mg
+
+from minigrad.bench import (  # noqa: E402  (after the checkout fallback above)
+    SETTLE,
+    Bound,
+    Timings,
+    interleaved,
+    load_average,
+    traffic,
+)
 
 try:
     import torch
@@ -79,71 +87,10 @@ F32 = np.float32
 WD = 1e-4           # AdamW's decay in Flux's convention (added to the step, not scaled by η)
 
 
-# -- the machine ---------------------------------------------------------------------------------
-
-def load_average() -> float:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-# -- (a) the bound: the rule's memory traffic, no maths ------------------------------------------
-# Each kernel loads x, g and k state arrays and stores x and the k state arrays.  The stores
-# depend on the loads (one subtraction each) so nothing can be optimised away, and the values
-# stay bounded however often it runs.
-
-def _rmw0(x, g):
-    for i in prange(x.size):
-        x[i] = g[i] - x[i]
-
-
-def _rmw1(x, g, a):
-    for i in prange(x.size):
-        xi = x[i]
-        gi = g[i]
-        x[i] = gi - xi
-        a[i] = xi - a[i]
-
-
-def _rmw2(x, g, a, b):
-    for i in prange(x.size):
-        xi = x[i]
-        gi = g[i]
-        x[i] = gi - xi
-        a[i] = xi - a[i]
-        b[i] = gi - b[i]
-
-
-def _rmw3(x, g, a, b, c):
-    for i in prange(x.size):
-        xi = x[i]
-        gi = g[i]
-        x[i] = gi - xi
-        a[i] = xi - a[i]
-        b[i] = gi - b[i]
-        c[i] = xi - c[i]
-
-
-_RMW = (_rmw0, _rmw1, _rmw2, _rmw3)
-_bound_kernels: dict = {}
-
-
-def bound_kernel(k: int, parallel: bool):
-    """The bound kernel for k state arrays (compiled once per process, not cached on disk)."""
-    key = (k, parallel)
-    if key not in _bound_kernels:
-        _bound_kernels[key] = njit(error_model="numpy", parallel=parallel)(_RMW[k])
-    return _bound_kernels[key]
-
-
-class Bound:
-    """A bound kernel with its own arrays (x and k states; g is shared)."""
-
-    def __init__(self, k: int, parallel: bool, x0: np.ndarray, g: np.ndarray):
-        self.kernel = bound_kernel(k, parallel)
-        self.args = (x0.copy(), g) + tuple(np.zeros_like(x0) for _ in range(k))
-
-    def step(self) -> None:
-        self.kernel(*self.args)
-
+# -- the machine, (a) the bound, and the timing loop: minigrad.bench ---------------------------
+# The bound kernels (a rule's memory traffic, no maths: load x, g and k states, store x and the
+# k states), ``traffic(k)``, ``Timings``/``interleaved`` and the machine helpers live in the
+# package, shared with ``python -m minigrad bench``.
 
 # -- (c) the rules in plain NumPy (in-place ufuncs, Flux's maths) --------------------------------
 
@@ -389,11 +336,6 @@ RULES = {
 }
 
 
-def traffic(k: int) -> int:
-    """Bytes per float32 parameter: load x, g and k states; store x and k states."""
-    return (3 + 2 * k) * 4
-
-
 # -- the contenders as zero-argument step functions ----------------------------------------------
 
 class MgStep:
@@ -425,66 +367,6 @@ def torch_step(make_opt, x0, g, mode: str):
         return s
     except (TypeError, RuntimeError, ValueError, NotImplementedError):
         return None
-
-
-#: Seconds to sleep after each timed block (``--settle``).  PyTorch and Numba each bring their
-#: own OpenMP runtime (two libgomp copies in one process); after a parallel region each one's
-#: worker threads spin for several milliseconds, and on 2 cores a spinning pool makes the
-#: other library's next parallel call up to 100x slower.  The pause lets them go idle.
-SETTLE = 0.015
-
-
-class Timings(dict):
-    """Seconds per call for each method: the median over rounds (``--stat min``: the best
-    round); ``.other`` holds the other statistic and ``paired`` gives the median of per-round
-    ratios, which cancels load drifting between rounds (for the summary)."""
-
-    stat = "median"
-    settle = SETTLE
-    budget = 4.0                # seconds per comparison; rounds stop early past it (>= 3 run)
-
-    def __init__(self, rounds: dict[str, list[float]]):
-        med = {n: statistics.median(v) for n, v in rounds.items()}
-        best = {n: min(v) for n, v in rounds.items()}
-        main, other = (best, med) if self.stat == "min" else (med, best)
-        super().__init__(main)
-        self.other = other
-        self.raw = rounds
-        self.rounds = min(len(v) for v in rounds.values())
-
-    def paired(self, num: str, den: str) -> float:
-        """Median over rounds of num's time / den's time in the same round ("bound": the faster
-        bound variant of that round)."""
-        def column(name):
-            if name == "bound":
-                return [min(a, b) for a, b in zip(self.raw["bound_s"], self.raw["bound_p"],
-                                                  strict=True)]
-            return self.raw[name]
-        return statistics.median(a / b for a, b in zip(column(num), column(den), strict=True))
-
-
-def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
-    """Every method runs ``calls`` times per round, in an order that rotates from round to
-    round, with a pause after each block; seconds per call."""
-    names = list(methods)
-    for f in methods.values():                 # warm-up: first-touch, state creation, JIT
-        f()
-        f()
-    time.sleep(Timings.settle)
-    times: dict[str, list] = {n: [] for n in names}
-    start = time.perf_counter()
-    for r in range(rounds):
-        if r >= 3 and time.perf_counter() - start > Timings.budget:
-            break
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            f = methods[name]
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                f()
-            times[name].append((time.perf_counter() - t0) / calls)
-            time.sleep(Timings.settle)
-    return Timings(times)
 
 
 # -- checks --------------------------------------------------------------------------------------

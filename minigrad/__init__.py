@@ -1,7 +1,8 @@
 """minigrad: a small, fast training framework with Flux's names.
 
 ``import minigrad as mg`` (or ``from minigrad import *``) gives the autograd
-(:mod:`minigrad.tracker`), the ops (:mod:`minigrad.ops`), layers, losses and optimisers.
+(:mod:`minigrad.tracker`), the ops (:mod:`minigrad.ops`), layers, losses and optimisers;
+``mg.mx`` is MXNet.jl's optimizer API (:mod:`minigrad.mx`).
 
 >>> import numpy as np, minigrad as mg
 >>> W, b = mg.rand(2, 5), mg.rand(2)
@@ -12,8 +13,10 @@
 ((2, 5), (2,))
 """
 
-from . import losses, ops, optimise, schedules, tracker
+from . import checkpoint, losses, mx, ops, optimise, schedules, tracker
 from .autograd import gradient, withgradient
+from .checkpoint import CheckpointError, load, save
+from .devices import cpu, gpu
 from .layers import Chain, Dense, glorot_uniform
 from .ops import (
     abs,
@@ -57,7 +60,8 @@ from .tracker import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "tracker", "ops", "losses", "optimise", "schedules",
+    "tracker", "ops", "losses", "optimise", "schedules", "checkpoint", "mx",
+    "save", "load", "CheckpointError", "gpu", "cpu",
     "Param", "Params", "Grads", "param", "params", "gradient", "withgradient", "data",
     "rand", "randn", "zeros", "ones",
     "Dense", "Chain", "glorot_uniform",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .devices import as_array
 from .ops import abs, log, logsigmoid, logsoftmax, mean, sum
 from .tracker import Node, data, record
 
@@ -19,8 +20,8 @@ __all__ = ["mse", "mae", "crossentropy", "logitcrossentropy", "binarycrossentrop
 
 def _operands(name: str, ŷ, y) -> tuple:
     """``ŷ`` and ``y`` as arrays (tracked ones stay tracked), after checking their shapes agree."""
-    ŷ = ŷ if isinstance(ŷ, Node) else np.asarray(ŷ)
-    y = y if isinstance(y, Node) else np.asarray(y)
+    ŷ = ŷ if isinstance(ŷ, Node) else as_array(ŷ)
+    y = y if isinstance(y, Node) else as_array(y)
     if ŷ.shape != y.shape:
         raise ValueError(f"{name}: the prediction has shape {ŷ.shape} but the target has shape "
                          f"{y.shape}; they must match")
@@ -94,7 +95,7 @@ def logitcrossentropy(ŷ, y, axis: int = 0, agg=mean):
     0.693147
     """
     ŷ, y = _operands("logitcrossentropy", ŷ, y)
-    if agg is not mean:
+    if agg is not mean or type(data(ŷ)) is not np.ndarray:     # (the fused form is NumPy's)
         return agg(-sum(y * logsoftmax(ŷ, axis=axis), axis=axis))
     z, t = data(ŷ), data(y)
     # (np.maximum.reduce and np.add.reduce are ndarray.max and .sum without their Python wrapper)

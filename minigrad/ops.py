@@ -16,6 +16,7 @@ import builtins
 
 import numpy as np
 
+from .devices import array_module, as_array
 from .tracker import Node, current_tape, data, record
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
 
 def unbroadcast(g, shape: tuple):
     """Sum ``g`` over the axes that broadcasting added or stretched, giving ``shape``."""
-    g = np.asarray(g)
+    g = as_array(g)
     if g.shape == shape:
         return g
     extra = g.ndim - len(shape)
@@ -103,7 +104,7 @@ def pow(a, b):
         elif isinstance(bd, (int, float)) and bd == 2:
             ga = g * 2 * ad
         else:
-            e = bd if np.isscalar(bd) else np.asarray(bd)   # the exponent may be a list
+            e = bd if np.isscalar(bd) else as_array(bd)   # the exponent may be a list
             ga = unbroadcast(g * e * ad ** (e - 1), sa)
         return ga, (unbroadcast(g * np.log(ad) * y, sb) if tb else None)
 
@@ -120,7 +121,7 @@ def matmul(a, b):
 
     VJP: ``(g @ bᵀ, aᵀ @ g)``, with vectors treated as NumPy treats them.
     """
-    ad, bd = np.asarray(data(a)), np.asarray(data(b))
+    ad, bd = as_array(data(a)), as_array(data(b))
     try:
         y = ad @ bd
     except ValueError as err:
@@ -162,7 +163,8 @@ def _spread(g, shape: tuple, axis, keepdims: bool):
         for a in (axis,) if isinstance(axis, int) else axis:
             kept[a] = 1
         g = np.reshape(g, kept)
-    out = np.empty(shape, dtype=np.result_type(g))
+    dtype = g.dtype if hasattr(g, "dtype") else np.result_type(g)
+    out = array_module(g).empty(shape, dtype=dtype)
     out[...] = g
     return out
 
@@ -176,7 +178,7 @@ def sum(x, axis=None, keepdims: bool = False):
     >>> mg.sum([[1.0, 2.0], [3.0, 4.0]], axis=0)
     array([4., 6.])
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     shape = xd.shape
     y = xd.sum(axis=axis, keepdims=keepdims)
     return record(y, (x,), lambda g: (_spread(g, shape, axis, keepdims),))
@@ -191,7 +193,7 @@ def mean(x, axis=None, keepdims: bool = False):
     >>> mg.mean([[1.0, 2.0], [3.0, 4.0]], axis=1)
     array([1.5, 3.5])
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     shape = xd.shape
     total = xd.sum(axis=axis, keepdims=keepdims)    # sum / n: what ndarray.mean computes
     n = xd.size // np.size(total) if xd.size else 0
@@ -258,7 +260,7 @@ def relu(x):
 
 def leakyrelu(x, a: float = 0.01):
     """``x`` for ``x > 0``, else ``a·x`` (Flux's default ``a = 0.01``).  VJP: ``g`` or ``a·g``."""
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     positive = xd > 0
     y = np.where(positive, xd, a * xd)
     return record(y, (x,), lambda g: (np.where(positive, g, a * g),))
@@ -289,7 +291,7 @@ def softmax(x, axis: int = 0):
     array([[0.5, 0.5],
            [0.5, 0.5]])
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     e = np.exp(xd - xd.max(axis=axis, keepdims=True))
     y = e / e.sum(axis=axis, keepdims=True)
     return record(y, (x,), lambda g: (y * (g - (g * y).sum(axis=axis, keepdims=True)),))
@@ -300,7 +302,7 @@ def logsoftmax(x, axis: int = 0):
 
     VJP: ``g - softmax(x)·sum(g)`` along ``axis``.
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     shifted = xd - xd.max(axis=axis, keepdims=True)
     y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return record(y, (x,), lambda g: (g - np.exp(y) * g.sum(axis=axis, keepdims=True),))
@@ -334,7 +336,7 @@ def identity(x):
 def reshape(x, *shape):
     """``x`` with a new shape (``reshape(x, 2, 3)`` or ``reshape(x, (2, 3))``).  VJP: reshape back.
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     try:
@@ -348,7 +350,7 @@ def reshape(x, *shape):
 def transpose(x, axes=None):
     """Permute the axes (reverse them by default; ``x.T`` does that).  VJP: the inverse permutation.
     """
-    xd = np.asarray(data(x))
+    xd = as_array(data(x))
     y = np.transpose(xd, axes)
     # Negative axes count from the end; normalise them before inverting the permutation.
     inverse = None if axes is None else np.argsort([a % xd.ndim for a in axes])
@@ -371,7 +373,11 @@ def getindex(x, index):
     def vjp(g):
         gx = np.zeros_like(xd, dtype=np.result_type(xd, g))
         if fancy:
-            np.add.at(gx, index, g)
+            if array_module(gx) is np:
+                np.add.at(gx, index, g)
+            else:       # CuPy
+                import cupyx
+                cupyx.scatter_add(gx, index, g)
         else:
             gx[index] = g
         return (gx,)
@@ -391,7 +397,7 @@ def concatenate(xs, axis: int | None = 0):
     xs = tuple(xs)
     if axis is None:
         return concatenate([reshape(x, -1) for x in xs], axis=0)
-    values = [np.asarray(data(x)) for x in xs]
+    values = [as_array(data(x)) for x in xs]
     y = np.concatenate(values, axis=axis)
     ends = np.cumsum([v.shape[axis] for v in values])[:-1]
     return record(y, xs, lambda g: tuple(np.split(g, ends, axis=axis)))
@@ -400,7 +406,7 @@ def concatenate(xs, axis: int | None = 0):
 def astype(x, dtype):
     """``x`` converted to ``dtype``.  VJP: ``g`` converted back to ``x``'s dtype."""
     xd = data(x)
-    return record(xd.astype(dtype), (x,), lambda g: (np.asarray(g).astype(xd.dtype),))
+    return record(xd.astype(dtype), (x,), lambda g: (as_array(g).astype(xd.dtype),))
 
 
 # -- fused layer op ------------------------------------------------------------------------------
@@ -430,7 +436,7 @@ def dense(W, x, b=None, activation=identity):
     ``relu``, ``tanh`` and ``σ`` the activation is fused into the node; any other function is
     applied after it.  VJP with ``gz = g·activation'``: ``(gz @ xᵀ, Wᵀ @ gz, Σ_batch gz)``.
     """
-    Wd, xd = np.asarray(data(W)), np.asarray(data(x))
+    Wd, xd = as_array(data(W)), as_array(data(x))
     if Wd.ndim != 2 or xd.ndim not in (1, 2) or Wd.shape[1] != xd.shape[0]:
         raise ValueError(
             f"dense: weight of shape {Wd.shape} (out, in) needs an input of shape "
@@ -438,7 +444,7 @@ def dense(W, x, b=None, activation=identity):
         )
     z = Wd @ xd
     if b is not None:
-        bd = np.asarray(data(b))
+        bd = as_array(data(b))
         bias = bd[:, None] if z.ndim == 2 else bd
         if bd.dtype == z.dtype:
             z += bias           # z is fresh: add in place
@@ -452,7 +458,8 @@ def dense(W, x, b=None, activation=identity):
         gz = g if derivative is None else g * derivative(y)
         gW = gz @ xd.T if gz.ndim == 2 else np.outer(gz, xd)
         gx = Wd.T @ gz if tx else None
-        gb = (np.add.reduce(gz, axis=1) if gz.ndim == 2 else gz) if tb else None
+        gb = ((np.add.reduce(gz, axis=1) if type(gz) is np.ndarray else gz.sum(axis=1))
+              if gz.ndim == 2 else gz) if tb else None
         return gW, gx, gb
 
     out = record(y, (W, x, b), vjp)

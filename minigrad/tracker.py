@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .devices import array_module, as_array, device_dtype, on_device
+
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
     "gradient", "withgradient", "back_", "update_", "recording", "istracked", "isleaf",
@@ -119,7 +121,8 @@ class Param(Node):
     is_leaf = True
 
     def __init__(self, value: np.ndarray):
-        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+        if (not isinstance(value, np.ndarray) or value.dtype.kind != "f") and not (
+                on_device(value) and device_dtype(value).kind == "f"):    # a GPU array
             raise TypeError(
                 "a trainable array needs a floating-point numpy array, got "
                 f"{_describe(value)}; use minigrad.param(x) to convert"
@@ -152,7 +155,7 @@ class TrackedArray(Node):
     __slots__ = ("parents", "vjp", "tape")
 
     def __init__(self, value, parents: tuple, vjp, tape: Tape):
-        self.data = value if isinstance(value, np.ndarray) else np.asarray(value)
+        self.data = value if isinstance(value, np.ndarray) else as_array(value)
         self.g = None
         self.parents = parents
         self.vjp = vjp
@@ -258,7 +261,7 @@ def _backprop(tape: Tape, loss: Node) -> list:
     never modified in place here (accumulation is ``a + b``), because an op may hand the same
     array to two parents.
     """
-    loss.g = np.array(1, dtype=loss.data.dtype)
+    loss.g = array_module(loss.data).ones((), dtype=loss.data.dtype)
     if loss.is_leaf:
         return [loss]
     leaves = []
@@ -658,15 +661,33 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
         return False
 
 
-def update_(x, Δ):
+def update_(x, Δ, *rest):
     """Tracker's ``update!``: ADD ``Δ`` to ``x`` in place and reset its ``.grad``; return ``x``.
 
     Note the sign: Flux.Optimise's :func:`minigrad.optimise.update_` subtracts instead.
 
+    ``update_(opt, x, x̄)`` and ``update_(opt, ps, gs)`` are the methods Tracker-era Flux
+    (v0.8, seed 003) added to Tracker's ``update!``: one step of the optimiser ``opt``, taken
+    as :func:`minigrad.optimise.update_` takes it (``x -= step``), after which each
+    parameter's ``.grad`` is reset; they return ``x`` (or ``ps``).
+
     >>> import minigrad as mg
     >>> mg.tracker.update_(mg.param([1, 2, 3]), mg.param([4, 5, 6]))
     param([5., 7., 9.])
+    >>> mg.tracker.update_(mg.Descent(0.1), mg.param([1.0]), mg.param([2.0]))   # 1 − 0.1·2
+    param([0.8])
     """
+    if rest:
+        if len(rest) != 1:
+            raise TypeError(f"update_ takes (x, Δ), (opt, x, x̄) or (opt, ps, gs); got "
+                            f"{2 + len(rest)} arguments")
+        from .optimise.step import update_ as optimiser_update
+        opt, xs, gs = x, Δ, rest[0]
+        optimiser_update(opt, xs, gs)
+        for p in xs if isinstance(xs, (Params, list, tuple)) else (xs,):
+            if isinstance(p, Param):
+                p._grad = None
+        return xs
     target = checked_target("update_", x, Δ)
     target += data(Δ)
     if isinstance(x, Param):

@@ -176,7 +176,10 @@ def test_page(page: Path, monkeypatch) -> None:
 def test_docs_pages_exist() -> None:
     names = {p.name for p in DOCS.glob("*.md")}
     expected = {"index.md", "quickstart.md", "autograd.md", "layers_losses.md", "seeds.md",
-                "julia_names.md"}
+                "julia_names.md",
+                # seed 001's sections, a page each; seed 003's page; the playground
+                "optimisers.md", "optimiser_interface.md", "composing.md", "scheduling.md",
+                "decays.md", "clipping.md", "tracker_optimisers.md", "playground.md"}
     assert expected <= names, f"missing docs pages: {sorted(expected - names)}"
 
 
@@ -303,3 +306,20 @@ def test_harness_rejects_unknown_options_and_open_fences(tmp_path: Path) -> None
     unclosed = _page(tmp_path, "text\n```python\nx = 1\n", "open.md")
     with pytest.raises(DocBlockError, match="opened on line 2 is never closed"):
         run_page(unclosed)
+
+
+def test_a_real_page_with_a_broken_claim_fails(tmp_path: Path) -> None:
+    """Seed 003's page claims the starting loss is 3.02 with its seed; the same page claiming
+    9.99 must fail, naming the page, the block and the line of the claim."""
+    page = DOCS / "tracker_optimisers.md"
+    text = page.read_text(encoding="utf-8")
+    claim = "abs(l - 3.02) < 0.005"
+    assert text.count(claim) == 1
+    broken = _page(tmp_path, text.replace(claim, "abs(l - 9.99) < 0.005"),
+                   "tracker_optimisers.md")
+    with pytest.raises(DocBlockError) as info:
+        run_page(broken)
+    message = str(info.value)
+    assert "tracker_optimisers.md, python block 1" in message
+    assert "failed: AssertionError" in message and "abs(l - 9.99) < 0.005" in message
+

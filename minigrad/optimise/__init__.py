@@ -4,6 +4,7 @@ Sign convention: Flux.Optimise's :func:`update_` SUBTRACTS the step; Tracker's
 :func:`minigrad.tracker.update_` adds it.
 """
 
+from .guard import ApplyIfFinite, NonFiniteGradientError
 from .rules import (
     ADAM,
     ADAMW,
@@ -56,5 +57,5 @@ __all__ = [
     "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
     "SGD", "LegacyOptimiser", "apply_", "update_",
     "train_", "stop", "skip", "throttle", "runall", "epochs", "DomainError", "StopException",
-    "SkipException",
+    "SkipException", "ApplyIfFinite", "NonFiniteGradientError",
 ]

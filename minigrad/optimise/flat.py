@@ -4,8 +4,9 @@
 per tensor, which for a 50-tensor model is more than the arithmetic.  On the first such update a
 :class:`FlatGroup` moves every parameter's storage into one contiguous buffer (each ``p.data``
 becomes a view into it, values unchanged) and lays the optimiser's state out the same way (each
-``opt.state[p]`` keeps working, as views).  Every later step copies the gradients into a flat
-buffer and runs the fused kernel once over everything.
+``opt.state[p]`` keeps working, as views).  Every later step runs the fused kernel once over
+everything (once per :data:`~minigrad.optimise.kernels.TENSOR_SLOTS` tensors), reading each
+gradient where it lies: the gradients are never copied into a buffer of their own.
 
 This applies when the whole chain fuses into one pass, every parameter is a trainable array of
 one dtype, and the parameters' per-parameter scalars (Adam's ``βp``, counters) are in lockstep;
@@ -19,13 +20,27 @@ import weakref
 import numpy as np
 
 from ..tracker import Param
-from .kernels import as_hyper, finite_sum, fused_kernel
+from .kernels import PARALLEL_THRESHOLD, TENSOR_SLOTS, as_hyper, finite_sum, fused_kernel
 
 __all__ = ["FlatGroup", "update_flat"]
 
 
+#: Elements per work item of the multi-threaded kernel: small enough to share a large tensor
+#: between threads, large enough that a work item's set-up cost (a few slices) is negligible.
+CHUNK = 16384
+
+
+def _chunks(sizes: list, starts: np.ndarray, chunk: int) -> np.ndarray:
+    """Rows (slot, start, stop, offset) covering every tensor of one kernel call (see
+    :func:`minigrad.optimise.kernels._source`, target ``"cpu-tensors"``)."""
+    rows = [(slot, a, min(a + chunk, n), offset)
+            for slot, (n, offset) in enumerate(zip(sizes, starts, strict=True))
+            for a in range(0, n, chunk)]
+    return np.array(rows, dtype=np.intp).reshape(-1, 4)
+
+
 class FlatGroup:
-    """Parameters of one dtype re-pointed into one buffer, with gradient and state buffers."""
+    """Parameters of one dtype re-pointed into one buffer, with state buffers alike."""
 
     def __init__(self, rules: list, params: list):
         self.rules = rules
@@ -34,14 +49,12 @@ class FlatGroup:
         starts = np.concatenate([[0], np.cumsum(sizes)])
         dtype = params[0].dtype
         self.x = np.empty(int(starts[-1]), dtype)
-        self.g = np.empty_like(self.x)
-        self.x_views, self.g_views = [], []
+        self.x_views = []
         for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
             view = self.x[a:b].reshape(p.shape)
             view[...] = p.data
             p.data = view
             self.x_views.append(view)
-            self.g_views.append(self.g[a:b].reshape(p.shape))
         flat_states = []    # per rule: the flat state arrays
         self.members = []   # per rule: each parameter's state (views into the flat arrays)
         for rule in rules:
@@ -58,8 +71,17 @@ class FlatGroup:
                 members.append(state)
             flat_states.append(fresh.arrays)
             self.members.append(members)
-        self.kernel = fused_kernel(tuple(map(type, rules)), True, self.x.size)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
+        # One kernel call per TENSOR_SLOTS parameters, each with its table of chunks.
+        types = tuple(map(type, rules))
+        self.calls = []
+        for first in range(0, len(params), TENSOR_SLOTS):
+            last = min(first + TENSOR_SLOTS, len(params))
+            size = int(starts[last] - starts[first])
+            chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
+            self.calls.append((first, last, _chunks(sizes[first:last], starts[first:last], chunk),
+                               fused_kernel(types, True, size, target="cpu-tensors")))
+        self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
 
     def intact(self, rules: list, params: list) -> bool:
         """Still the same rules and live parameters, stored in this group's buffer, with this
@@ -86,9 +108,15 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()
-        for view, g in zip(self.g_views, grads, strict=True):
-            view[...] = g
-        self.kernel(self.x, self.g, as_hyper(hypers, self.x.dtype), *self.state_arrays)
+        h = as_hyper(hypers, self.x.dtype)
+        flat = []
+        for g in grads:
+            g = g.ravel()               # a view of a C-contiguous gradient, else a copy
+            flat.append(g if g.flags.writeable else g.copy())   # (one array type for Numba)
+        for first, last, chunks, kernel in self.calls:
+            gs = tuple(flat[first:last])
+            kernel(self.x, gs + (self.padding,) * (TENSOR_SLOTS - len(gs)), chunks, h,
+                   *self.state_arrays)
         for rule, members in zip(self.rules, self.members, strict=True):
             for ref, state in zip(self.refs, members, strict=True):
                 rule.advance(state.scalars, ref())

@@ -31,7 +31,8 @@ import threading
 
 import numpy as np
 
-__all__ = ["fused_kernel", "PARALLEL_THRESHOLD", "cache_dir", "as_hyper", "finite_sum"]
+__all__ = ["fused_kernel", "PARALLEL_THRESHOLD", "TENSOR_SLOTS", "cache_dir", "as_hyper",
+           "finite_sum"]
 
 #: Arrays with at least this many elements use the multi-threaded kernel.
 PARALLEL_THRESHOLD = 65536
@@ -41,61 +42,165 @@ _lock = threading.Lock()
 
 
 def cache_dir() -> str:
-    """The folder for generated kernel sources (and Numba's cache of them).
+    """The folder for generated kernel sources (and Numba's cache of them, in its
+    ``__pycache__``).
 
-    ``$MINIGRAD_CACHE_DIR``, else ``~/.cache/minigrad``, else a folder in the system's temporary
-    directory: the first one that can be written.  Import never depends on it.
+    The first usable one of: ``$MINIGRAD_CACHE_DIR``; ``~/.cache/minigrad``; the shared
+    ``minigrad-<uid>`` folder in the system's temporary directory, used only if this user owns
+    it and no one else can write to it (others could plant code there); else a fresh private
+    temporary folder, kept for the rest of the process.  Usable means a file can really be
+    created in it and in its ``__pycache__`` (a probe, not ``os.access``, which root always
+    passes), so a read-only home or install never stops training.  Import never calls this:
+    kernels are compiled at the first step.  Two processes compiling into one folder at once
+    are safe (sources and Numba's cache files are written under temporary names and renamed).
+
+    >>> import os
+    >>> os.path.isdir(cache_dir())
+    True
     """
     user = os.getuid() if hasattr(os, "getuid") else 0
+    shared = os.path.join(tempfile.gettempdir(), f"minigrad-{user}")
     candidates = [
         os.environ.get("MINIGRAD_CACHE_DIR"),
         os.path.join(os.path.expanduser("~"), ".cache", "minigrad"),
-        os.path.join(tempfile.gettempdir(), f"minigrad-{user}"),
+        shared,
     ]
-    for folder in candidates:
-        if not folder:
-            continue
+
+    def writable(folder: str) -> bool:
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, mode=0o700 if folder == shared else 0o777, exist_ok=True)
+            if folder == shared and hasattr(os, "getuid"):
+                info = os.lstat(folder)
+                if (not os.path.isdir(folder) or os.path.islink(folder)
+                        or info.st_uid != user or info.st_mode & 0o022):
+                    return False
+            for where in (folder, os.path.join(folder, "__pycache__")):
+                if os.path.lexists(where):      # (Numba creates __pycache__ when missing)
+                    fd, probe = tempfile.mkstemp(dir=where, suffix=".probe")
+                    os.close(fd)
+                    os.unlink(probe)
+            return True
         except OSError:
-            continue
-        if os.access(folder, os.W_OK):
+            return False
+
+    for folder in candidates:
+        if folder and writable(folder):
             return folder
-    raise OSError(f"no writable folder for minigrad's kernel cache among {candidates}")
+    private = cache_dir.__dict__.get("private")
+    if private is None or not os.path.isdir(private):
+        try:
+            private = tempfile.mkdtemp(prefix=f"minigrad-{user}-")
+        except OSError as err:
+            raise OSError("no writable folder for minigrad's kernel cache among "
+                          f"{[c for c in candidates if c]} nor in the temporary directory; set "
+                          "MINIGRAD_CACHE_DIR to a writable folder") from err
+        cache_dir.private = private
+    return private
 
 
-def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parallel: bool) -> str:
-    """The text of a module defining ``kernel(x, g, h, *states)`` for this chain of stages."""
+#: How many gradient arrays one call of a many-tensor kernel takes (a fixed tuple length, so one
+#: compiled kernel serves models of any size: more tensors take several calls).
+TENSOR_SLOTS = 64
+
+
+def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parallel: bool,
+            target: str = "cpu") -> str:
+    """The text of a module defining ``kernel`` for this chain of stages.
+
+    ``target="cpu"``: ``kernel(x, g, h, *states)``, a Numba loop (``prange`` when
+    ``parallel``), ``h`` one array of hyperparameters.  ``target="cpu-tensors"``: the same over
+    a model's flat buffers, reading the gradients where they lie instead of from one flat
+    buffer: ``kernel(x, gs, chunks, h, *states)`` with ``gs`` a tuple of :data:`TENSOR_SLOTS`
+    1-D gradient arrays and each row of ``chunks`` (slot, start, stop, offset) naming elements
+    ``start:stop`` of ``gs[slot]``, which belong at ``offset + start`` of the flat buffers.
+    ``target="cuda"``: ``kernel(x, g, h0, h1, ..., *states)``, a ``@cuda.jit`` grid-stride
+    kernel taking the hyperparameters as scalars of the parameter's dtype.  All three call the
+    same math functions with the same per-element body; only the loop around it differs.
+    """
+    cuda = target == "cuda"
+    tensors = target == "cpu-tensors"
     lines = [
         "# Generated by minigrad.optimise.kernels; safe to delete.",
         "import numpy as np",
-        "from numba import njit, prange",
+        "from numba import cuda" if cuda else
+        "from numba import carray, njit, prange" if tensors else "from numba import njit, prange",
         "",
     ]
+    compile_stage = "cuda.jit(device=True)" if cuda else "njit(error_model='numpy')"
+    imported = []
+    if tensors:
+        # (This imports Numba, so it happens when a kernel is made, never at import minigrad.)
+        from ._pointers import pointer_like
+        imported.append(pointer_like)
     for k, stage in enumerate(maths):
         lines.append(f"# stage {k}: {stage.__module__}.{stage.__qualname__}")
         lines.extend("# | " + line for line in inspect.getsource(stage).splitlines())
         lines.append(f"import {stage.__module__} as _module{k}")
-        lines.append(f"m{k} = njit(error_model='numpy')(_module{k}.{stage.__qualname__})")
+        lines.append(f"m{k} = {compile_stage}(_module{k}.{stage.__qualname__})")
+        lines.append("")
+    for helper in imported:         # (its source too, so that editing it renames the file)
+        lines.extend("# | " + line for line in inspect.getsource(helper).splitlines())
+        lines.append(f"from {helper.__module__} import {helper.__name__}")
         lines.append("")
     states = [f"s{k}_{j}" for k, n in enumerate(n_states) for j in range(n)]
     loop = "prange" if parallel else "range"
-    lines += [
-        f"@njit(cache=True, error_model='numpy', parallel={parallel})",
-        f"def kernel(x, g, h{''.join(', ' + s for s in states)}):",
-        f"    for i in {loop}(x.size):",
-        "        xi = x[i]",
-        "        d = g[i]",
-    ]
+    if cuda:
+        hyper = "h{}".format
+        arguments = ["x", "g", *map(hyper, range(sum(n_hypers))), *states]
+        lines += [
+            "@cuda.jit(cache=True)",
+            f"def kernel({', '.join(arguments)}):",
+            "    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):",
+        ]
+    elif tensors:
+        # The tuple of gradients becomes an array of their addresses first, in a small serial
+        # function: a parallel loop that used the tuple itself took Numba 14 s to compile.
+        # Each chunk then rebinds x, g and the states to its own 1-D pieces, so the body below
+        # is the one of the flat kernel (and the pieces' indices, known >= 0, vectorise).
+        hyper = "h[{}]".format
+        whole = [s.upper() for s in states]
+        lines += [
+            "@njit(cache=True)",
+            "def addresses_of(gs):",
+            "    addresses = np.empty(len(gs), np.intp)",
+            "    for k in range(len(gs)):",
+            "        addresses[k] = gs[k].ctypes.data",
+            "    return addresses",
+            "",
+            "def kernel(X, gs, chunks, h, *states):",
+            "    # (gs stays referenced here while the loop reads it through its addresses)",
+            "    loop(X, addresses_of(gs), chunks, h, *states)",
+            "",
+            f"@njit(cache=True, error_model='numpy', parallel={parallel})",
+            f"def loop(X, addresses, chunks, h{''.join(', ' + s for s in whole)}):",
+            f"    for c in {loop}(chunks.shape[0]):",
+            "        slot, start, stop, offset = chunks[c, 0], chunks[c, 1], chunks[c, 2], "
+            "chunks[c, 3]",
+            "        a, b = offset + start, offset + stop",
+            "        x = X[a:b]",
+            "        g = carray(pointer_like(addresses[slot] + start * X.itemsize, X),",
+            "                   stop - start)",
+            *(f"        {s} = {w}[a:b]" for s, w in zip(states, whole, strict=True)),
+            "        for i in range(x.size):",
+        ]
+    else:
+        hyper = "h[{}]".format
+        lines += [
+            f"@njit(cache=True, error_model='numpy', parallel={parallel})",
+            f"def kernel(x, g, h{''.join(', ' + s for s in states)}):",
+            f"    for i in {loop}(x.size):",
+        ]
+    indent = " " * (12 if tensors else 8)
+    lines += [f"{indent}xi = x[i]", f"{indent}d = g[i]"]
     offset = 0
     for k, n in enumerate(n_states):
         mine = [f"s{k}_{j}[i]" for j in range(n)]
-        hypers = [f"h[{offset + j}]" for j in range(n_hypers[k])]
+        hypers = [hyper(offset + j) for j in range(n_hypers[k])]
         offset += n_hypers[k]
         call = f"m{k}(d, xi{''.join(', ' + a for a in mine + hypers)})"
         targets = ", ".join(["d"] + mine)
-        lines.append(f"        {targets} = {call}")
-    lines.append("        x[i] = xi - d" if update else "        g[i] = d")
+        lines.append(f"{indent}{targets} = {call}")
+    lines.append(f"{indent}x[i] = xi - d" if update else f"{indent}g[i] = d")
     return "\n".join(lines) + "\n"
 
 
@@ -117,7 +222,7 @@ def _load(source: str):
     return module.kernel
 
 
-def fused_kernel(rules: tuple, update: bool, size: int):
+def fused_kernel(rules: tuple, update: bool, size: int, target: str = "cpu"):
     """The compiled kernel for a chain of rule types (each with ``math`` and ``state_fill``).
 
     Call it as ``kernel(x, g, h, *states)`` on 1-D contiguous arrays of one dtype, ``h``
@@ -125,9 +230,19 @@ def fused_kernel(rules: tuple, update: bool, size: int):
     in order.  It runs each stage's math on every element and then either subtracts the final
     step from ``x`` (``update=True``; ``g`` is left untouched) or writes the step into ``g``
     (``update=False``).  ``size`` picks the serial or the multi-threaded variant.
+
+    ``target="cuda"`` gives the ``@cuda.jit`` kernel compiled from the same math (launch it
+    through :mod:`minigrad.optimise.cuda`; it takes the hyperparameters as scalars, in the
+    place of ``h``); ``size`` is then ignored.  Any type with ``math`` and ``state_fill``
+    works, so new rules need nothing here.
+
+    >>> import numpy as np, minigrad as mg
+    >>> kernel = fused_kernel((mg.Descent,), True, 2)
+    >>> x = np.ones(2); kernel(x, np.array([1.0, 2.0]), np.array([0.5])); x
+    array([0.5, 0. ])
     """
-    parallel = size >= PARALLEL_THRESHOLD
-    key = (rules, update, parallel)
+    parallel = size >= PARALLEL_THRESHOLD and target != "cuda"
+    key = (rules, update, parallel, target)
     kernel = _kernels.get(key)
     if kernel is None:
         with _lock:
@@ -138,7 +253,7 @@ def fused_kernel(rules: tuple, update: bool, size: int):
                 # math(d, x, *state, *hyper): the rest of its arguments are hyperparameters.
                 n_hypers = tuple(m.__code__.co_argcount - 2 - n
                                  for m, n in zip(maths, n_states, strict=True))
-                kernel = _load(_source(maths, n_states, n_hypers, update, parallel))
+                kernel = _load(_source(maths, n_states, n_hypers, update, parallel, target))
                 _kernels[key] = kernel
     return kernel
 

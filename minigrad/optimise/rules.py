@@ -24,6 +24,7 @@ import weakref
 
 import numpy as np
 
+from ..devices import on_device
 from ..tracker import Param, Params
 
 __all__ = [
@@ -251,8 +252,12 @@ class Rule(AbstractOptimiser):
         """Commit this step's scalar-state changes (after the kernel ran)."""
 
     def new_state(self, x: np.ndarray) -> _State:
+        """Fresh state for parameter storage ``x``: flat arrays on ``x``'s device."""
         fills = [self.epsilon if fill == "epsilon" else fill for fill in self.state_fill]
-        arrays = tuple(np.full(x.size, fill, dtype=x.dtype) for fill in fills)
+        full = np.full
+        if type(x) is not np.ndarray and on_device(x):
+            from .cuda import full  # GPU state for a GPU parameter
+        arrays = tuple(full(x.size, fill, dtype=x.dtype) for fill in fills)
         return _State(arrays, self.scalars(), x.shape)
 
     def apply_(self, x, Δ):
@@ -381,14 +386,16 @@ class Adam(_BiasCorrected):
     state_fill = (0.0, 0.0)
 
     @staticmethod
-    def math(d, x, m, v, eta, b1, b2, one_b1, one_b2, corr1, corr2, eps):
+    def math(d, x, m, v, b1, b2, one_b1, one_b2, lr, inv_corr2, eps):
+        # lr = η/(1−β1ᵗ) and inv_corr2 = 1/(1−β2ᵗ): one division per element instead of three
+        # keeps the kernel memory-bound (divisions and square roots are the slow vector ops).
         m = b1 * m + one_b1 * d
         v = b2 * v + one_b2 * d * d
-        return m / corr1 / (np.sqrt(v / corr2) + eps) * eta, m, v
+        return m * lr / (np.sqrt(v * inv_corr2) + eps), m, v
 
     def hypers(self, scalars, key, delta):
         (b1, b2), (p1, p2) = self.beta, scalars
-        return (self.eta, b1, b2, 1 - b1, 1 - b2, 1 - p1, 1 - p2, self.epsilon)
+        return (b1, b2, 1 - b1, 1 - b2, self.eta / (1 - p1), 1 / (1 - p2), self.epsilon)
 
 
 class RAdam(_BiasCorrected):
@@ -407,12 +414,12 @@ class RAdam(_BiasCorrected):
     state_fill = (0.0, 0.0)
 
     @staticmethod
-    def math(d, x, m, v, eta, b1, b2, one_b1, one_b2, corr1, corr2, eps, r, rectified):
+    def math(d, x, m, v, b1, b2, one_b1, one_b2, lr, inv_corr2, eps, r, rectified):
         m = b1 * m + one_b1 * d
         v = b2 * v + one_b2 * d * d
         if rectified > 0:
-            return m / corr1 / (np.sqrt(v / corr2) + eps) * eta * r, m, v
-        return m / corr1 * eta, m, v
+            return m * (lr * r) / (np.sqrt(v * inv_corr2) + eps), m, v
+        return m * lr, m, v
 
     def scalars(self) -> list:
         return [*self.beta, 1]          # βp and the step counter t
@@ -425,7 +432,7 @@ class RAdam(_BiasCorrected):
             r = _math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
         else:
             r = 0.0
-        return (self.eta, b1, b2, 1 - b1, 1 - b2, 1 - p1, 1 - p2, self.epsilon, r,
+        return (b1, b2, 1 - b1, 1 - b2, self.eta / (1 - p1), 1 / (1 - p2), self.epsilon, r,
                 1.0 if rho > 4 else 0.0)
 
     def advance(self, scalars, key) -> None:
@@ -471,10 +478,10 @@ class OAdam(_BiasCorrected):
     state_fill = (0.0, 0.0, 0.0)
 
     @staticmethod
-    def math(d, x, m, v, previous, eta, b1, b2, one_b1, one_b2, corr1, corr2, eps):
+    def math(d, x, m, v, previous, b1, b2, one_b1, one_b2, lr, inv_corr2, eps):
         m = b1 * m + one_b1 * d
         v = b2 * v + one_b2 * d * d
-        term = eta * m / corr1 / (np.sqrt(v / corr2) + eps)
+        term = m * lr / (np.sqrt(v * inv_corr2) + eps)
         return -previous + (term + term), m, v, term
 
     hypers = Adam.hypers
@@ -519,7 +526,7 @@ class AdaDelta(Rule):
     @staticmethod
     def math(d, x, acc, dacc, rho, one_rho, eps):
         acc = rho * acc + one_rho * d * d
-        d = d * (np.sqrt(dacc + eps) / np.sqrt(acc + eps))
+        d = d * np.sqrt((dacc + eps) / (acc + eps))
         dacc = rho * dacc + one_rho * d * d
         return d, acc, dacc
 
@@ -566,15 +573,16 @@ class NAdam(_BiasCorrected):
     state_fill = (0.0, 0.0)
 
     @staticmethod
-    def math(d, x, m, v, eta, b1, b2, one_b1, one_b2, nesterov1, corr1, corr2, eps):
+    def math(d, x, m, v, b1, b2, one_b1, one_b2, lr_m, lr_g, b2_corr2, eps):
+        # lr_m = ηβ1/(1−β1·β1ᵗ), lr_g = η(1−β1)/(1−β1ᵗ), b2_corr2 = β2/(1−β2ᵗ): one division.
         m = b1 * m + one_b1 * d
         v = b2 * v + one_b2 * d * d
-        return (b1 * m / nesterov1 + one_b1 * d / corr1) / (np.sqrt(v * b2 / corr2) + eps) \
-            * eta, m, v
+        return (m * lr_m + d * lr_g) / (np.sqrt(v * b2_corr2) + eps), m, v
 
     def hypers(self, scalars, key, delta):
         (b1, b2), (p1, p2) = self.beta, scalars
-        return (self.eta, b1, b2, 1 - b1, 1 - b2, 1 - b1 * p1, 1 - p1, 1 - p2, self.epsilon)
+        return (b1, b2, 1 - b1, 1 - b2, self.eta * b1 / (1 - b1 * p1),
+                self.eta * (1 - b1) / (1 - p1), b2 / (1 - p2), self.epsilon)
 
 
 class AdaBelief(_BiasCorrected):
@@ -592,15 +600,15 @@ class AdaBelief(_BiasCorrected):
     state_fill = (0.0, 0.0)
 
     @staticmethod
-    def math(d, x, m, s, eta, b1, b2, one_b1, one_b2, corr1, corr2, eps2):
+    def math(d, x, m, s, b1, b2, one_b1, one_b2, lr, inv_corr2, eps2):
         m = b1 * m + one_b1 * d
         belief = d - m
         s = b2 * s + one_b2 * belief * belief + eps2
-        return eta * m / corr1 / (np.sqrt(s / corr2) + eps2), m, s
+        return m * lr / (np.sqrt(s * inv_corr2) + eps2), m, s
 
     def hypers(self, scalars, key, delta):
         (b1, b2), (p1, p2) = self.beta, scalars
-        return (self.eta, b1, b2, 1 - b1, 1 - b2, 1 - p1, 1 - p2, self.epsilon ** 2)
+        return (b1, b2, 1 - b1, 1 - b2, self.eta / (1 - p1), 1 / (1 - p2), self.epsilon ** 2)
 
 
 # -- composition, decays and clipping ------------------------------------------------------------
@@ -709,6 +717,20 @@ class ClipValue(Rule):
         return (self.thresh,)
 
 
+def _l2norm(a) -> float:
+    """The L2 norm of host or GPU array ``a``, as a Python float."""
+    if type(a) is not np.ndarray and on_device(a):
+        from .cuda import l2norm
+        return l2norm(a)
+    with np.errstate(over="ignore"):
+        norm = float(np.linalg.norm(a))
+    if norm == _math.inf:       # the squares overflowed (found by tests/test_robustness.py):
+        big = float(np.max(np.abs(a)))      # scale first; an inf element keeps norm = inf
+        if _math.isfinite(big):
+            norm = big * float(np.linalg.norm(a / np.asarray(big, a.dtype)))
+    return norm
+
+
 class ClipNorm(Rule):
     """Scale the step down to L2 norm ``thresh`` when its norm (per array) exceeds it.
 
@@ -731,7 +753,7 @@ class ClipNorm(Rule):
         return d * scale
 
     def hypers(self, scalars, key, delta):
-        norm = float(np.linalg.norm(delta))
+        norm = _l2norm(delta)
         return (self.thresh / norm if norm > self.thresh else 1.0,)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..devices import on_device
 from ..tracker import Node, Params, _describe, checked_target, data
 from .flat import update_flat
 from .kernels import as_hyper, finite_sum, fused_kernel
@@ -108,6 +109,11 @@ def _operands(name: str, x, g, update: bool) -> tuple:
             and target.flags.writeable and target.flags.c_contiguous
             and (update or (gd.flags.writeable and gd.flags.c_contiguous))):
         return target, gd       # the common case, checked cheaply
+    if on_device(target) or on_device(gd):
+        from .cuda import operands
+        operands(name, x, g)            # raises: host and GPU arrays mixed
+        raise TypeError(f"{name}: a GPU parameter among host parameters; update host and GPU "
+                        "parameters in separate calls")
     target = checked_target(name, x, g)
     gd = _checked_step(name, x, target, g)
     if not target.flags.c_contiguous:
@@ -124,6 +130,10 @@ def _run(opt, x, g, update: bool, name: str):
     overwritten with the step and returned.
     """
     passes = _plan(opt)
+    storage = x.data if isinstance(x, Node) else x
+    if type(storage) is not np.ndarray and on_device(storage):     # a GPU parameter
+        from .cuda import step
+        return step(passes, x, g, update, name)
     target, gd = _operands(name, x, g, update)
     return _step(passes, x, target, gd, update)
 
@@ -184,6 +194,9 @@ def update_(*args):
     """
     if len(args) == 2:
         x, x̄ = args
+        if on_device(data(x)) or on_device(data(x̄)):
+            from .cuda import subtract
+            return subtract("update_", x, x̄)
         target = checked_target("update_", x, x̄)
         np.subtract(target, data(x̄), out=target)
         return x
@@ -191,10 +204,16 @@ def update_(*args):
         raise TypeError(f"update_ takes (x, x̄), (opt, x, x̄) or (opt, ps, gs); got {len(args)} "
                         "arguments")
     opt, x, g = args
+    guarded = getattr(opt, "_guarded_update", None)     # ApplyIfFinite (guard.py) checks first
+    if guarded is not None:
+        return guarded(x, g)
     if isinstance(x, (Params, list, tuple)):
         name = f"update_({type(opt).__name__})"
         passes = _plan(opt)
         pairs = [(p, g[p]) for p in x]
+        if pairs and on_device(data(pairs[0][0])):                  # GPU parameters
+            from .cuda import update_params
+            return update_params(opt, passes, x, pairs, name)
         checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
         if len(passes) == 1 and isinstance(passes[0], list) and update_flat(
                 opt, passes[0], [(p, gd) for p, _, gd in checked]):

@@ -1,0 +1,255 @@
+"""Devices: :func:`gpu` and :func:`cpu` for arrays, parameters and models; array-module dispatch.
+
+A *GPU array* is any array exposing ``__cuda_array_interface__``: a Numba device array, a CuPy
+array or a PyTorch CUDA tensor (and the CUDA simulator's arrays, for tests).  The optimisers
+run on GPU arrays with CUDA kernels compiled from the same per-element math as their CPU
+kernels (:mod:`minigrad.optimise.cuda`), without copying through the host.
+
+* :func:`gpu` moves host arrays to the GPU: to CuPy arrays when CuPy is installed (then the
+  autograd runs on the GPU too, through NumPy's dispatch to CuPy), else to Numba device arrays
+  (enough for the optimisers alone).  Parameters become new parameters holding GPU arrays;
+  models (any object holding parameters, as :func:`minigrad.params` sees them) are copied with
+  their parameters moved, tied parameters staying tied.
+* :func:`cpu` moves everything back to NumPy.
+
+Nothing here imports ``numba.cuda`` until a GPU is actually used: importing minigrad and
+running on the CPU never needs ``numba-cuda``, a driver or a GPU.  On the CPU both functions
+leave host values as they are, so code written with ``gpu(...)`` still runs without a GPU only
+if it never calls ``gpu`` on a machine without CUDA; there, :func:`gpu` raises an error that
+says what to install.
+
+>>> import numpy as np, minigrad as mg
+>>> mg.cpu(np.ones(2)), mg.devices.on_device(np.ones(2))
+(array([1., 1.]), False)
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import types
+
+import numpy as np
+
+__all__ = ["gpu", "cpu", "on_device", "array_module", "as_array", "device_dtype",
+           "CUDAUnavailableError", "cuda_module"]
+
+#: What to install for GPU support, named in every error about it.
+INSTALL = 'pip install "minigrad[gpu]"  (the numba-cuda package)'
+
+
+class CUDAUnavailableError(RuntimeError):
+    """No usable CUDA: ``numba-cuda`` is missing, or no GPU/driver was found."""
+
+
+def on_device(a) -> bool:
+    """Whether ``a`` is a GPU array (exposes ``__cuda_array_interface__``, or is a Numba or
+    CUDA-simulator device array).  Cheap for NumPy arrays, and never imports ``numba.cuda``.
+
+    >>> import numpy as np, minigrad as mg
+    >>> mg.devices.on_device(np.zeros(3)), mg.devices.on_device(3.0)
+    (False, False)
+    """
+    if type(a) is np.ndarray:
+        return False
+    return bool(getattr(type(a), "__cuda_ndarray__", False)) or hasattr(
+        a, "__cuda_array_interface__")
+
+
+def _library(a) -> str:
+    """``"cupy"``, ``"torch"`` or ``"numba"`` (a Numba or simulator device array)."""
+    root = type(a).__module__.partition(".")[0]
+    return root if root in ("cupy", "torch") else "numba"
+
+
+def array_module(a):
+    """The array module for ``a``'s values: :mod:`cupy` for CuPy arrays, else :mod:`numpy`.
+
+    Trainable arrays are looked through.  Use it to write code that runs on both
+    (``xp = array_module(x); xp.exp(x)``).
+
+    >>> import numpy as np, minigrad as mg
+    >>> mg.devices.array_module(mg.param([1.0])) is np
+    True
+    """
+    if type(a) is np.ndarray:
+        return np
+    from .tracker import Node
+    if isinstance(a, Node):
+        a = a.data
+    if type(a).__module__.partition(".")[0] == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
+def as_array(a):
+    """``a`` as an array without leaving its device: GPU arrays as they are, anything else
+    through ``np.asarray``.
+
+    >>> import minigrad as mg
+    >>> mg.devices.as_array([1.0, 2.0])
+    array([1., 2.])
+    """
+    if type(a) is np.ndarray or on_device(a):
+        return a
+    return np.asarray(a)
+
+
+def device_dtype(a) -> np.dtype:
+    """The NumPy dtype of array ``a`` (host or GPU; PyTorch's dtypes are translated).
+
+    >>> import numpy as np, minigrad as mg
+    >>> mg.devices.device_dtype(np.zeros(2, np.float32))
+    dtype('float32')
+    """
+    dtype = getattr(a, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype
+    return np.dtype(a.__cuda_array_interface__["typestr"])
+
+
+def cuda_module():
+    """``numba.cuda``, imported on first use, after checking that it can run kernels.
+
+    Raises :class:`CUDAUnavailableError` naming what to install when ``numba-cuda`` is missing,
+    or what is missing when there is no GPU or driver (``NUMBA_ENABLE_CUDASIM=1`` runs the
+    kernels in Numba's simulator instead, slowly, for tests).
+    """
+    global _cuda
+    if _cuda is not None:
+        return _cuda
+    try:
+        from numba import cuda
+    except ImportError as err:     # pragma: no cover (numba-cuda is a test dependency)
+        raise CUDAUnavailableError(f"GPU support needs numba-cuda: {INSTALL}") from err
+    if not cuda.is_available():
+        raise CUDAUnavailableError(
+            "no usable CUDA GPU: numba.cuda found no GPU or no CUDA driver "
+            f"(GPU support needs an NVIDIA GPU, its driver and {INSTALL}; "
+            "set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator)")
+    _cuda = cuda
+    return cuda
+
+
+_cuda = None
+
+
+def _simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _to_gpu_array(a):
+    if on_device(a):
+        return a
+    a = np.asarray(a)
+    cuda = cuda_module()        # checks for a usable GPU first, even when CuPy is there
+    if not _simulated():
+        try:
+            import cupy
+        except ImportError:
+            pass
+        else:
+            return cupy.asarray(a)
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def _to_host_array(a):
+    if not on_device(a):
+        return a
+    library = _library(a)
+    if library == "cupy":
+        return a.get()
+    if library == "torch":
+        return a.detach().cpu().numpy()
+    return a.copy_to_host()
+
+
+# Objects with a __dict__ that are code or namespaces, not models holding parameters.
+_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+               type)
+
+
+def _fmap(move, x, memo: dict):
+    """``x`` with every array and parameter ``a`` replaced by ``move(a)`` (Functors' ``fmap``).
+
+    Containers and objects are rebuilt only where something inside changed; an object seen
+    twice (tied weights) maps to the same result.
+    """
+    from .tracker import Node, Param, Params
+
+    key = id(x)
+    if key in memo:
+        return memo[key][1]
+    if isinstance(x, Param):
+        moved = move(x.data)
+        result = x if moved is x.data else Param(moved)
+    elif isinstance(x, Node):
+        result = move(x.data)
+    elif isinstance(x, np.ndarray) or on_device(x):
+        result = move(x)
+    elif isinstance(x, (str, bytes, int, float, complex, np.generic, _NOT_MODELS)) or x is None:
+        return x
+    elif isinstance(x, Params):
+        items = [_fmap(move, p, memo) for p in x]
+        result = x if all(a is b for a, b in zip(items, x, strict=True)) else Params(items)
+    elif isinstance(x, (list, tuple)):
+        items = [_fmap(move, item, memo) for item in x]
+        if all(a is b for a, b in zip(items, x, strict=True)):
+            result = x
+        elif isinstance(x, tuple) and hasattr(x, "_fields"):    # a namedtuple
+            result = type(x)(*items)
+        else:
+            result = type(x)(items)
+    elif isinstance(x, dict):
+        items = {k: _fmap(move, v, memo) for k, v in x.items()}
+        result = x if all(items[k] is v for k, v in x.items()) else type(x)(items)
+    elif hasattr(x, "__dict__"):
+        fields = {k: _fmap(move, v, memo) for k, v in vars(x).items()}
+        changed = {k: v for k, v in fields.items() if v is not vars(x)[k]}
+        if changed:
+            result = copy.copy(x)
+            vars(result).update(changed)
+        else:
+            result = x
+    else:
+        return x
+    memo[key] = (x, result)        # keep x alive so its id is not reused meanwhile
+    return result
+
+
+def gpu(x):
+    """``x`` moved to the GPU: arrays, parameters, :class:`~minigrad.Params` and models.
+
+    Host arrays become CuPy arrays when CuPy is installed, else Numba device arrays.  A
+    parameter becomes a NEW parameter holding the GPU array (optimiser state is per parameter,
+    so an optimiser starts afresh on it, as in Flux); a model is copied with its parameters
+    moved (write ``m = gpu(m)``).  Values already on the GPU are returned as they are, and
+    anything that holds no array (a number, a function) is returned unchanged.
+
+    Without numba-cuda, or without a GPU and driver, it raises
+    :class:`CUDAUnavailableError` saying what to install.
+
+    >>> import minigrad as mg
+    >>> try:
+    ...     W = mg.gpu(mg.param([1.0, 2.0]))     # a new parameter, on the GPU
+    ...     ok = mg.devices.on_device(W.data) and mg.cpu(W).tolist() == [1.0, 2.0]
+    ... except mg.devices.CUDAUnavailableError as err:
+    ...     ok = "numba-cuda" in str(err)        # no GPU here: the error says what to install
+    >>> ok
+    True
+    """
+    return _fmap(_to_gpu_array, x, {})
+
+
+def cpu(x):
+    """``x`` moved back to the host: GPU arrays become NumPy arrays, GPU parameters new
+    parameters holding them, and models copies holding those.  Host values are returned
+    unchanged, so ``cpu`` never needs CUDA.
+
+    >>> import minigrad as mg
+    >>> m = mg.Dense(3, 2)
+    >>> mg.cpu(m) is m
+    True
+    """
+    return _fmap(_to_host_array, x, {})
