@@ -22,7 +22,7 @@ import numpy as np
 from ..tracker import Param
 from .kernels import PARALLEL_THRESHOLD, TENSOR_SLOTS, as_hyper, finite_sum, fused_kernel
 
-__all__ = ["FlatGroup", "update_flat"]
+__all__ = ["FlatGroup", "intact_group", "update_flat"]
 
 
 #: Elements per work item of the multi-threaded kernel: small enough to share a large tensor
@@ -82,22 +82,46 @@ class FlatGroup:
             self.calls.append((first, last, _chunks(sizes[first:last], starts[first:last], chunk),
                                fused_kernel(types, True, size, target="cpu-tensors")))
         self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
+        self.versions = self._versions()
+
+    def _versions(self) -> list:
+        return [(rule.state, rule.state.version) for rule in self.rules]
 
     def intact(self, rules: list, params: list) -> bool:
-        """Still the same rules and live parameters, stored in this group's buffer, with this
-        group's state, in lockstep (a parameter updated on its own since breaks the group)."""
+        """Still the same rules and live, writable parameters stored in this group's buffer,
+        with this group's state, in lockstep (a parameter updated on its own since breaks the
+        group)."""
         if len(rules) != len(self.rules) or any(
                 a is not b for a, b in zip(rules, self.rules, strict=True)):
             return False
+        if len(params) != len(self.refs):
+            return False
         for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
-            if ref() is not p or p.data is not view:
+            if ref() is not p or p.data is not view or not view.flags.writeable:
                 return False
-        for rule, members in zip(self.rules, self.members, strict=True):
+        for members in self.members:
             first = members[0].scalars
-            for p, state in zip(params, members, strict=True):
-                if state.scalars != first or rule.state.get(p) is not state:
+            for state in members:
+                if state.scalars != first:
                     return False
+        if any(d is not rule.state or v != rule.state.version
+               for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
+            # Some state was set or deleted since: is each member's still this group's?
+            for rule, members in zip(self.rules, self.members, strict=True):
+                for p, state in zip(params, members, strict=True):
+                    if rule.state.get(p) is not state:
+                        return False
+            self.versions = self._versions()
         return True
+
+    def gradients(self, grads: list) -> list | None:
+        """``grads`` if each is an array of its parameter's shape and the group's dtype (the
+        only checks a group member's gradient needs), else ``None``: check them in full."""
+        dtype = self.x.dtype
+        for g, view in zip(grads, self.x_views, strict=True):
+            if type(g) is not np.ndarray or g.shape != view.shape or g.dtype != dtype:
+                return None
+        return grads
 
     def step(self, grads: list) -> None:
         """One update of every parameter from ``grads`` (checked arrays, in order)."""
@@ -148,6 +172,12 @@ def _eligible(rules: list, params: list) -> bool:
         return False        # a plain list naming a parameter twice: update it twice, in turn
     dtype = params[0].dtype
     return all(type(p) is Param and p.dtype == dtype for p in params) and _lockstep(rules, params)
+
+
+def intact_group(opt, rules: list, params: list) -> FlatGroup | None:
+    """``opt``'s flat group of exactly ``params`` if it exists and is still valid."""
+    group = opt.__dict__.get("_flat_groups", {}).get(tuple(map(id, params)))
+    return group if group is not None and group.intact(rules, params) else None
 
 
 def update_flat(opt, rules: list, pairs: list) -> bool:

@@ -52,18 +52,25 @@ class IdDict:
     (True, True, False)
     """
 
-    __slots__ = ("_entries", "__weakref__")
+    __slots__ = ("_entries", "version", "__weakref__")
 
     def __init__(self):
         self._entries: dict[int, tuple] = {}
+        #: Counts every change of an entry (set, delete, forgotten key): a cache built from the
+        #: entries (the flat groups of :mod:`minigrad.optimise.flat`) is valid while it stands.
+        self.version = 0
 
     def _reference(self, key):
         entries = self._entries
         ident = id(key)
+        this = weakref.ref(self)
 
         def forget(ref):
             if entries.get(ident, (None,))[0] is ref:
                 del entries[ident]
+                owner = this()
+                if owner is not None:
+                    owner.version += 1
 
         try:
             return weakref.ref(key, forget)
@@ -77,6 +84,7 @@ class IdDict:
         return entry[1]
 
     def __setitem__(self, key, value) -> None:
+        self.version += 1
         entry = self._entries.get(id(key))
         if entry is not None and entry[0]() is key:
             self._entries[id(key)] = (entry[0], value)
@@ -86,6 +94,7 @@ class IdDict:
     def __delitem__(self, key) -> None:
         self[key]           # raises KeyError when absent
         del self._entries[id(key)]
+        self.version += 1
 
     def get(self, key, default=None):
         """The value for ``key``, or ``default``."""

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..devices import on_device
 from ..tracker import Node, Params, _describe, checked_target, data
-from .flat import update_flat
+from .flat import intact_group, update_flat
 from .kernels import as_hyper, finite_sum, fused_kernel
 from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
 
@@ -214,9 +214,18 @@ def update_(*args):
         if pairs and on_device(data(pairs[0][0])):                  # GPU parameters
             from .cuda import update_params
             return update_params(opt, passes, x, pairs, name)
+        one_pass = len(passes) == 1 and isinstance(passes[0], list)
+        if one_pass:
+            # The steady state of a training loop: this model's flat group, whose parameters
+            # are known good, so only the gradients' shapes and dtypes need a look.
+            params = [p for p, gp in pairs if gp is not None]
+            group = intact_group(opt, passes[0], params)
+            grads = group and group.gradients([gp for _, gp in pairs if gp is not None])
+            if grads is not None:
+                group.step(grads)
+                return x
         checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
-        if len(passes) == 1 and isinstance(passes[0], list) and update_flat(
-                opt, passes[0], [(p, gd) for p, _, gd in checked]):
+        if one_pass and update_flat(opt, passes[0], [(p, gd) for p, _, gd in checked]):
             return x
         for p, target, gd in checked:
             _step(passes, p, target, gd, update=True)
