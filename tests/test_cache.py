@@ -42,6 +42,7 @@ STEP = textwrap.dedent("""
     opt = mg.Optimiser(mg.ClipValue(0.3), mg.AdaBelief(0.1), mg.InvDecay(0.25))
     for _ in range(3):
         mg.update_(opt, w, np.linspace(2, -2, 7))
+    kernels.wait()      # (the first steps ran on NumPy while the kernel loaded in the background)
     hits = sum(sum(k.stats.cache_hits.values()) for k in kernels._kernels.values())
     print(kernels.cache_dir())
     print(repr(w.data.tolist()))

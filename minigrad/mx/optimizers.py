@@ -22,7 +22,7 @@ import unicodedata
 
 import numpy as np
 
-from ..optimise.kernels import as_hyper, finite_sum, fused_kernel
+from ..optimise.kernels import as_hyper, finite_sum, fused_kernel, run
 from ..tracker import Node, _describe
 from . import LearningRate, Momentum
 from .base import (
@@ -59,12 +59,7 @@ class NormGrad:
 
     @staticmethod
     def math(d, x, scale, clip, lam):
-        d = d * scale
-        if d > clip:
-            d = clip
-        elif d < -clip:
-            d = -clip
-        return d + lam * x
+        return np.minimum(np.maximum(d * scale, -clip), clip) + lam * x
 
     @staticmethod
     def hypers(opt) -> tuple:
@@ -138,8 +133,7 @@ def _launch(stages: tuple, update: bool, target: np.ndarray, g: np.ndarray, hype
     x = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target)
     gf = g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g)
     x, gf = x.reshape(-1), gf.reshape(-1)
-    kernel = fused_kernel(stages, update, x.size)
-    kernel(x, gf, as_hyper(hypers, x.dtype), *arrays)
+    run(stages, update, x, gf, as_hyper(hypers, x.dtype), *arrays)
     if update and not target.flags.c_contiguous:
         target[...] = x.reshape(target.shape)
     if not update and not g.flags.c_contiguous:
@@ -576,7 +570,7 @@ class AdaMax(_Builtin):
     @staticmethod
     def math(d, x, m, u, lr, b1, one_b1, b2, eps):
         m = b1 * m + one_b1 * d
-        u = max(b2 * u, abs(d))
+        u = np.maximum(b2 * u, abs(d))
         return lr * m / (u + eps), m, u
 
     def _scalars(self):

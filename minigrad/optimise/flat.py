@@ -20,7 +20,14 @@ import weakref
 import numpy as np
 
 from ..tracker import Param
-from .kernels import PARALLEL_THRESHOLD, TENSOR_SLOTS, as_hyper, finite_sum, fused_kernel
+from .kernels import (
+    PARALLEL_THRESHOLD,
+    TENSOR_SLOTS,
+    as_hyper,
+    finite_sum,
+    numpy_pass,
+    ready_kernel,
+)
 
 __all__ = ["FlatGroup", "intact_group", "update_flat"]
 
@@ -79,8 +86,9 @@ class FlatGroup:
             last = min(first + TENSOR_SLOTS, len(params))
             size = int(starts[last] - starts[first])
             chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
-            self.calls.append((first, last, _chunks(sizes[first:last], starts[first:last], chunk),
-                               fused_kernel(types, True, size, target="cpu-tensors")))
+            chunks = _chunks(sizes[first:last], starts[first:last], chunk)
+            self.calls.append((first, last, int(starts[first]), int(starts[last]), chunks))
+        self.types = types
         self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
         self.versions = self._versions()
 
@@ -137,10 +145,15 @@ class FlatGroup:
         for g in grads:
             g = g.ravel()               # a view of a C-contiguous gradient, else a copy
             flat.append(g if g.flags.writeable else g.copy())   # (one array type for Numba)
-        for first, last, chunks, kernel in self.calls:
+        for first, last, a, b, chunks in self.calls:
+            kernel = ready_kernel(self.types, True, b - a, self.x.dtype, target="cpu-tensors")
             gs = tuple(flat[first:last])
-            kernel(self.x, gs + (self.padding,) * (TENSOR_SLOTS - len(gs)), chunks, h,
-                   *self.state_arrays)
+            if kernel is None:      # loading in the background (see kernels.py): NumPy for now
+                numpy_pass(self.types, True, self.x[a:b], np.concatenate(gs), h,
+                           *(s[a:b] for s in self.state_arrays))
+            else:
+                kernel(self.x, gs + (self.padding,) * (TENSOR_SLOTS - len(gs)), chunks, h,
+                       *self.state_arrays)
         for rule, members in zip(self.rules, self.members, strict=True):
             for ref, state in zip(self.refs, members, strict=True):
                 rule.advance(state.scalars, ref())

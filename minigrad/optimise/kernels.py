@@ -12,6 +12,14 @@ Why generated source files: Numba caches compiled code on disk only for function
 files, keyed by the file's contents.  Each generated file embeds the source of every math
 function it calls, so editing a rule produces a new file and never loads stale machine code.
 
+Start-up: loading even a cached kernel costs a fresh process about half a second, mostly
+Numba setting itself up.  So the first time a process needs a CPU kernel, :func:`run` starts
+loading it in a background thread and meanwhile evaluates the same math functions with NumPy
+on whole arrays: the same floating-point operations in the same order, so the results are
+bitwise those of the kernel (the tests check this for every rule).  Steps switch to the kernel
+once it is ready.  ``MINIGRAD_BACKGROUND_KERNELS=0`` (or :data:`BACKGROUND` ``= False``) loads
+kernels before the step instead; the benchmarks do that, to time only kernels.
+
 Facts behind the choices (see ``shared/reference/numba.md``): ``error_model='numpy'`` lets
 LLVM vectorise divisions and square roots; hyperparameters are passed as one array of the
 parameter's dtype, so float32 math stays float32; the ``parallel=True`` variant pays off from
@@ -20,6 +28,7 @@ about 64k elements on two cores.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import inspect
@@ -31,14 +40,20 @@ import threading
 
 import numpy as np
 
-__all__ = ["fused_kernel", "PARALLEL_THRESHOLD", "TENSOR_SLOTS", "cache_dir", "as_hyper",
-           "finite_sum"]
+__all__ = ["fused_kernel", "ready_kernel", "run", "numpy_pass", "wait", "PARALLEL_THRESHOLD",
+           "TENSOR_SLOTS", "BACKGROUND", "cache_dir", "as_hyper", "finite_sum"]
 
 #: Arrays with at least this many elements use the multi-threaded kernel.
 PARALLEL_THRESHOLD = 65536
 
+#: Load CPU kernels in a background thread while NumPy runs the first steps (see above).
+BACKGROUND = os.environ.get("MINIGRAD_BACKGROUND_KERNELS", "1") != "0"
+
 _kernels: dict = {}
 _lock = threading.Lock()
+_ready: dict = {}           # (rules, update, parallel, target, dtype) -> a kernel warmed for it
+_loading: dict = {}         # the same keys -> the thread loading that kernel
+_failed: set = set()        # keys whose background loading raised
 
 
 def cache_dir() -> str:
@@ -250,12 +265,125 @@ def fused_kernel(rules: tuple, update: bool, size: int, target: str = "cpu"):
             if kernel is None:
                 maths = tuple(rule.math for rule in rules)
                 n_states = tuple(len(rule.state_fill) for rule in rules)
-                # math(d, x, *state, *hyper): the rest of its arguments are hyperparameters.
-                n_hypers = tuple(m.__code__.co_argcount - 2 - n
-                                 for m, n in zip(maths, n_states, strict=True))
+                n_hypers = tuple(map(_n_hypers, rules))
                 kernel = _load(_source(maths, n_states, n_hypers, update, parallel, target))
                 _kernels[key] = kernel
     return kernel
+
+
+def _n_hypers(rule) -> int:
+    # math(d, x, *state, *hyper): the rest of its arguments are hyperparameters.
+    return rule.math.__code__.co_argcount - 2 - len(rule.state_fill)
+
+
+def _warm(key: tuple):
+    """Load the kernel of ``key`` and run it once on tiny arrays of its dtype, so that Numba has
+    loaded (or compiled) the machine code that the real calls will use."""
+    rules, update, parallel, target, dtype = key
+    kernel = fused_kernel(rules, update, PARALLEL_THRESHOLD if parallel else 0, target)
+    one = [np.zeros(1, dtype) for _ in range(2 + sum(len(r.state_fill) for r in rules))]
+    h = np.zeros(sum(map(_n_hypers, rules)), dtype)
+    if target == "cpu-tensors":
+        slots = (np.zeros(0, dtype),) * TENSOR_SLOTS
+        kernel(one[0], slots, np.zeros((0, 4), np.intp), h, *one[2:])
+    else:
+        kernel(one[0], one[1], h, *one[2:])
+    _ready[key] = kernel
+    return kernel
+
+
+def _load_in_background(key: tuple) -> None:
+    try:
+        _warm(key)
+    except Exception:
+        _failed.add(key)        # the next step loads it in the foreground, raising the error
+    finally:
+        _loading.pop(key, None)
+
+
+def ready_kernel(rules: tuple, update: bool, size: int, dtype, target: str = "cpu"):
+    """The CPU kernel of :func:`fused_kernel`, ready to run on arrays of ``dtype``, or ``None``
+    while it is being loaded in a background thread (which the first such call starts).
+
+    With :data:`BACKGROUND` false, it loads the kernel now and never returns ``None``.
+
+    >>> import numpy as np, minigrad as mg
+    >>> first = ready_kernel((mg.Descent,), True, 2, np.float64)    # None while it loads
+    >>> wait() and ready_kernel((mg.Descent,), True, 2, np.float64) is not None
+    True
+    """
+    key = (rules, update, size >= PARALLEL_THRESHOLD, target, np.dtype(dtype))
+    kernel = _ready.get(key)
+    if kernel is not None:
+        return kernel
+    if not BACKGROUND or key in _failed:
+        return _warm(key)
+    with _lock:
+        if key not in _loading and key not in _ready:
+            thread = threading.Thread(target=_load_in_background, args=(key,), daemon=True,
+                                      name="minigrad kernel loader")
+            _loading[key] = thread
+            thread.start()
+    return _ready.get(key)
+
+
+def wait() -> bool:
+    """Wait until every kernel being loaded in the background is ready; ``True``.
+
+    >>> wait()
+    True
+    """
+    for thread in list(_loading.values()):
+        thread.join()
+    return True
+
+
+# A process that ends right after its first steps still finishes loading (and caching) its
+# kernels, instead of stopping a thread in the middle of writing Numba's cache.
+atexit.register(wait)
+
+
+def numpy_pass(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
+               *states: np.ndarray) -> None:
+    """What ``fused_kernel(rules, update, ...)(x, g, h, *states)`` does, evaluated by NumPy on
+    whole arrays with the same math functions (so bitwise the same result).
+
+    >>> import numpy as np, minigrad as mg
+    >>> x = np.ones(2); numpy_pass((mg.Descent,), True, x, np.array([1.0, 2.0]), np.array([0.5]))
+    >>> x
+    array([0.5, 0. ])
+    """
+    d, s, k = g, 0, 0
+    hyper = list(h)             # NumPy scalars of the parameters' dtype: float32 stays float32
+    for rule in rules:
+        n_states, n_hypers = len(rule.state_fill), _n_hypers(rule)
+        mine = states[s:s + n_states]
+        out = rule.math(d, x, *mine, *hyper[k:k + n_hypers])
+        out = out if isinstance(out, tuple) else (out,)
+        d = out[0]
+        for state, new in zip(mine, out[1:], strict=True):
+            state[...] = new
+        s, k = s + n_states, k + n_hypers
+    if update:
+        np.subtract(x, d, out=x)
+    else:
+        g[...] = d
+
+
+def run(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
+        *states: np.ndarray) -> None:
+    """``fused_kernel(rules, update, x.size)(x, g, h, *states)`` once the kernel is ready (see
+    :func:`ready_kernel`), the same by :func:`numpy_pass` until then.
+
+    >>> import numpy as np, minigrad as mg
+    >>> x = np.ones(2); run((mg.Descent,), True, x, np.array([1.0, 2.0]), np.array([0.5])); x
+    array([0.5, 0. ])
+    """
+    kernel = ready_kernel(rules, update, x.size, x.dtype)
+    if kernel is None:
+        numpy_pass(rules, update, x, g, h, *states)
+    else:
+        kernel(x, g, h, *states)
 
 
 def finite_sum(values) -> bool:

@@ -465,7 +465,7 @@ class AdaMax(_BiasCorrected):
     @staticmethod
     def math(d, x, m, u, b1, one_b1, b2, lr, eps):
         m = b1 * m + one_b1 * d
-        u = max(b2 * u, abs(d))
+        u = np.maximum(b2 * u, abs(d))
         return lr * m / (u + eps), m, u
 
     def hypers(self, scalars, key, delta):
@@ -559,7 +559,7 @@ class AMSGrad(Rule):
     def math(d, x, m, v, vhat, eta, b1, b2, one_b1, one_b2, eps):
         m = b1 * m + one_b1 * d
         v = b2 * v + one_b2 * (d * d)
-        vhat = max(vhat, v)
+        vhat = np.maximum(vhat, v)
         return eta * m / (np.sqrt(vhat) + eps), m, v, vhat
 
     def hypers(self, scalars, key, delta):
@@ -716,11 +716,9 @@ class ClipValue(Rule):
 
     @staticmethod
     def math(d, x, thresh):
-        if d > thresh:
-            return thresh
-        if d < -thresh:
-            return -thresh
-        return d
+        # (np.minimum and np.maximum keep NaN, as Julia's clamp does, and work on whole arrays
+        # too: see kernels.numpy_pass.)
+        return np.minimum(np.maximum(d, -thresh), thresh)
 
     def hypers(self, scalars, key, delta):
         return (self.thresh,)

@@ -14,7 +14,7 @@ import numpy as np
 from ..devices import on_device
 from ..tracker import Node, Params, _describe, checked_target, data
 from .flat import intact_group, update_flat
-from .kernels import as_hyper, finite_sum, fused_kernel
+from .kernels import as_hyper, finite_sum, run
 from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
 
 __all__ = ["apply_", "update_", "LegacyOptimiser", "SGD"]
@@ -81,8 +81,7 @@ def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update
         arrays += state.arrays
     if not finite_sum(hypers):
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
-    kernel = fused_kernel(tuple(map(type, rules)), update, flat_x.size)
-    kernel(flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
+    run(tuple(map(type, rules)), update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
     for rule, state, new in zip(rules, states, fresh, strict=True):
         if new:
             rule.state[key] = state
