@@ -261,7 +261,8 @@ def _backprop(tape: Tape, loss: Node) -> list:
     never modified in place here (accumulation is ``a + b``), because an op may hand the same
     array to two parents.
     """
-    loss.g = array_module(loss.data).ones((), dtype=loss.data.dtype)
+    xp = np if type(loss.data) is np.ndarray else array_module(loss.data)    # (NumPy: no call)
+    loss.g = xp.array(1, dtype=loss.data.dtype)
     if loss.is_leaf:
         return [loss]
     leaves = []

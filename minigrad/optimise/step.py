@@ -193,11 +193,13 @@ def update_(*args):
     """
     if len(args) == 2:
         x, x̄ = args
-        if on_device(data(x)) or on_device(data(x̄)):
+        xd, x̄d = data(x), data(x̄)
+        if not (type(xd) is np.ndarray and type(x̄d) is np.ndarray) and (
+                on_device(xd) or on_device(x̄d)):
             from .cuda import subtract
             return subtract("update_", x, x̄)
         target = checked_target("update_", x, x̄)
-        np.subtract(target, data(x̄), out=target)
+        np.subtract(target, x̄d, out=target)
         return x
     if len(args) != 3:
         raise TypeError(f"update_ takes (x, x̄), (opt, x, x̄) or (opt, ps, gs); got {len(args)} "
