@@ -121,3 +121,27 @@ def test_a_kernel_that_fails_to_load_in_the_background_raises_at_the_next_step(m
         kernels.run(stages, True, x, np.ones(3), np.array([0.5, 1.0, 2.0]))
     assert x.tolist() == [0.0, 0.0, 0.0]                  # and the failed step changed nothing
     kernels._failed.clear()
+
+
+FORK = textwrap.dedent("""
+    import os, numpy as np, minigrad as mg
+    w = mg.param(np.ones(5))
+    mg.update_(mg.RMSProp(), w, np.ones(5))         # starts loading RMSProp's kernel
+    pid = os.fork()                                  # waits for that loading to finish first
+    if pid == 0:
+        v = mg.param(np.ones(5))
+        mg.update_(mg.AdaGrad(), v, np.ones(5))      # the child loads (and uses) a kernel too
+        mg.optimise.kernels.wait()
+        mg.update_(mg.AdaGrad(), v, np.ones(5))
+        os._exit(0 if np.all(np.isfinite(v.data)) else 1)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status))
+""")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_fork_right_after_the_first_step_does_not_hang():
+    proc = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, MINIGRAD_BACKGROUND_KERNELS="1"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0"]

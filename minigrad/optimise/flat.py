@@ -80,7 +80,7 @@ class FlatGroup:
             self.members.append(members)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
         # One kernel call per TENSOR_SLOTS parameters, each with its table of chunks.
-        types = tuple(map(type, rules))
+        self.types = tuple(map(type, rules))
         self.calls = []
         for first in range(0, len(params), TENSOR_SLOTS):
             last = min(first + TENSOR_SLOTS, len(params))
@@ -88,7 +88,6 @@ class FlatGroup:
             chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
             chunks = _chunks(sizes[first:last], starts[first:last], chunk)
             self.calls.append((first, last, int(starts[first]), int(starts[last]), chunks))
-        self.types = types
         self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
         self.versions = self._versions()
 

@@ -339,8 +339,12 @@ def wait() -> bool:
 
 
 # A process that ends right after its first steps still finishes loading (and caching) its
-# kernels, instead of stopping a thread in the middle of writing Numba's cache.
+# kernels, instead of stopping a thread in the middle of writing Numba's cache; and a fork
+# (multiprocessing's default on Linux) waits too, so that no child starts with Numba's compiler
+# lock held by a thread that does not exist in it.
 atexit.register(wait)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=wait)
 
 
 def numpy_pass(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
