@@ -126,9 +126,9 @@ def _launch(stages: tuple, update: bool, target: np.ndarray, g: np.ndarray, hype
     """
     if type(target) is not np.ndarray:
         gpu = _gpu()
-        x = gpu._view(target)
+        x = gpu.flat_view(target)
         kernel = fused_kernel(stages, update, x.size, target="cuda")
-        gpu.launch(kernel, x.size, x, gpu._view(g), *map(x.dtype.type, hypers), *arrays)
+        gpu.launch(kernel, x.size, x, gpu.flat_view(g), *map(x.dtype.type, hypers), *arrays)
         return
     x = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target)
     gf = g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g)
@@ -340,7 +340,7 @@ class _Builtin(AbstractOptimizer):
             arrays = tuple(np.full(target.size, fill, dtype=dtype) for fill in stage.state_fill)
         else:           # a GPU parameter keeps its state on the GPU
             gpu = _gpu()
-            size = gpu._view(target).size
+            size = gpu.flat_view(target).size
             arrays = tuple(gpu.full(size, fill, dtype) for fill in stage.state_fill)
         return MxState(stage, arrays, self._scalars(), tuple(target.shape), dtype)
 

@@ -44,7 +44,8 @@ from ..tracker import Node, _describe, data
 from .flat import _eligible
 from .kernels import _load, finite_sum, fused_kernel
 
-__all__ = ["THREADS", "launch", "full", "l2norm", "step", "update_params", "subtract"]
+__all__ = ["THREADS", "launch", "flat_view", "full", "l2norm", "step", "update_params",
+           "subtract"]
 
 #: Threads per block of every kernel launch.
 THREADS = 256
@@ -69,8 +70,9 @@ def _numba(a) -> bool:
     return bool(getattr(type(a), "__cuda_ndarray__", False))
 
 
-def _view(a):
-    """A flat 1-D Numba device view of the contiguous GPU array ``a``; never a copy."""
+def flat_view(a):
+    """A flat 1-D Numba device view of the contiguous GPU array ``a`` (Numba, CuPy or PyTorch);
+    never a copy.  On a GPU, ``flat_view(cupy.zeros((2, 3))).shape`` is ``(6,)``."""
     if not _numba(a):
         # Synchronise the producer's stream only when it is not a default stream (None, 1, 2):
         # Numba launches on the legacy default stream, which already waits for those, and a
@@ -193,7 +195,7 @@ def full(size: int, fill, dtype):
 
 def l2norm(a) -> float:
     """The L2 norm of GPU array ``a`` (accumulated in float64), as a Python float."""
-    flat = _view(a)
+    flat = flat_view(a)
     out = cuda_module().to_device(np.zeros(1))
     if flat.size:
         threads = min(THREADS, 1 << max(5, (flat.size - 1).bit_length()))   # a power of two
@@ -272,12 +274,12 @@ def _subtract(flat_x, flat_d) -> None:
 
 def _step(passes: list, x, target, gd, update: bool):
     key = x if isinstance(x, Node) else target
-    flat_x = _view(target)
+    flat_x = flat_view(target)
     if update and len(passes) == 1 and isinstance(passes[0], list):
-        _fused_pass(passes[0], key, flat_x, _view(gd), update=True)
+        _fused_pass(passes[0], key, flat_x, flat_view(gd), update=True)
         return x
     delta = _copy(gd) if update else gd
-    flat_d = _view(delta)
+    flat_d = flat_view(delta)
     for p in passes:
         if isinstance(p, list):
             _fused_pass(p, key, flat_x, flat_d, update=False)
@@ -290,7 +292,7 @@ def _step(passes: list, x, target, gd, update: bool):
                     f"{type(p).__name__}.apply_ returned {describe(result)} for a GPU "
                     f"parameter; return a GPU array of shape {_shape(delta)} (for example Δ, "
                     "updated in place)")
-            flat_d.copy_to_device(_view(result))
+            flat_d.copy_to_device(flat_view(result))
     if update:
         _subtract(flat_x, flat_d)
         return x
@@ -306,7 +308,7 @@ def step(passes: list, x, g, update: bool, name: str):
 def subtract(name: str, x, step):
     """``update_(x, x̄)`` on the GPU: ``x -= x̄`` in place; returns ``x``."""
     target, gd = operands(name, x, step)
-    _subtract(_view(target), _view(gd))
+    _subtract(flat_view(target), flat_view(gd))
     return x
 
 
@@ -321,14 +323,14 @@ class DeviceFlatGroup:
         cuda = cuda_module()
         self.rules = rules
         self.refs = [weakref.ref(p) for p in params]
-        sizes = [_view(p.data).size for p in params]
+        sizes = [flat_view(p.data).size for p in params]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
         self.x = _empty(params[0].data, starts[-1])      # the parameters' library
-        self.xv = _view(self.x)
+        self.xv = flat_view(self.x)
         self.gv = cuda.device_array(starts[-1], dtype=self.xv.dtype)
         self.x_views, self.g_views = [], []
         for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
-            self.xv[a:b].copy_to_device(_view(p.data))
+            self.xv[a:b].copy_to_device(flat_view(p.data))
             p.data = view = self.x[a:b].reshape(p.shape)
             self.x_views.append(view)
             self.g_views.append(self.gv[a:b])
@@ -340,7 +342,7 @@ class DeviceFlatGroup:
                 old = rule.state.get(p)
                 if old is not None:
                     for flat, array in zip(fresh.arrays, old.arrays, strict=True):
-                        flat[a:b].copy_to_device(_view(array))
+                        flat[a:b].copy_to_device(flat_view(array))
                 scalars = old.scalars if old is not None else list(fresh.scalars)
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
                 rule.state[p] = state = type(fresh)(arrays, scalars, p.shape)
@@ -375,7 +377,7 @@ class DeviceFlatGroup:
             for rule in self.rules:
                 rule.check()
         for view, g in zip(self.g_views, grads, strict=True):
-            view.copy_to_device(_view(g))
+            view.copy_to_device(flat_view(g))
         cast = self.xv.dtype.type
         launch(self.kernel, self.xv.size, self.xv, self.gv, *map(cast, hypers),
                *self.state_arrays)
