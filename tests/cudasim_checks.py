@@ -19,6 +19,18 @@ import minigrad as mg
 from minigrad.optimise import cuda as gpu_kernels
 
 
+def _moved_by_hand(to_gpu: bool) -> None:
+    """A parameter whose storage was swapped between host and GPU by hand after a step: its
+    optimiser state stayed where it was."""
+    from numba import cuda
+    opt = mg.Adam()
+    host = np.ones(3, np.float32)
+    p = mg.param(host) if to_gpu else mg.gpu(mg.param(host))
+    mg.update_(opt, p, host if to_gpu else cuda.to_device(host))
+    p.data = cuda.to_device(host) if to_gpu else host.copy()
+    mg.update_(opt, p, cuda.to_device(host) if to_gpu else host)
+
+
 def _error(fn) -> str:
     try:
         fn()
@@ -110,6 +122,8 @@ def main() -> dict:
             mg.Optimiser(_HostRule()), mg.gpu(mg.param(np.ones(2))),
             cuda.to_device(np.ones(2)))),
         "nan_hyper": _error(lambda: mg.update_(_nan_descent(), gp, gp)),
+        "moved_to_gpu": _error(lambda: _moved_by_hand(to_gpu=True)),
+        "moved_to_host": _error(lambda: _moved_by_hand(to_gpu=False)),
         "unchanged_after_errors": gp.copy_to_host().tolist(),
     }
     # State is freed with its parameter.

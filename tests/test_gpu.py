@@ -93,6 +93,11 @@ def test_clear_errors_on_the_gpu(sim):
     assert "returned a numpy array" in errors["host_from_user_rule"]
     assert "eta must be a finite real number" in errors["nan_hyper"]
     assert errors["unchanged_after_errors"] == [1.0, 1.0, 1.0]
+    # Storage swapped by hand after a step: the state is still where it was; both directions.
+    assert errors["moved_to_gpu"].startswith("TypeError: Adam: its state for this parameter is "
+                                             "on the host but the parameter is on the GPU")
+    assert errors["moved_to_host"].startswith("TypeError: Adam: its state for this parameter is "
+                                              "on the GPU but the parameter is on the host")
 
 
 # -- the PTX of float32 kernels --------------------------------------------------------------------

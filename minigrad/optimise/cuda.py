@@ -34,15 +34,16 @@ and ClipNorm's norm.  Nothing here is imported before the first GPU step.
 
 from __future__ import annotations
 
+import itertools
 import math
-import weakref
 
 import numpy as np
 
 from ..devices import _library, cuda_module, device_dtype, on_device
 from ..tracker import Node, _describe, data
-from .flat import _eligible
-from .kernels import _load, finite_sum, fused_kernel
+from .flat import FlatGroup, update_flat
+from .kernels import _load, fused_kernel
+from .step import _fused_pass
 
 __all__ = ["THREADS", "launch", "flat_view", "full", "l2norm", "step", "update_params",
            "subtract"]
@@ -239,32 +240,11 @@ def operands(name: str, x, g) -> tuple:
 
 # -- one parameter ---------------------------------------------------------------------------------
 
-def _fused_pass(rules: list, key, flat_x, flat_d, update: bool) -> None:
-    """Run ``rules`` as one kernel launch over the flat views; commit their state afterwards."""
-    states, fresh, hypers, arrays = [], [], [], []
-    for rule in rules:
-        state = rule.state.get(key)
-        fresh.append(state is None)
-        if state is None:
-            state = rule.new_state(flat_x)
-        elif state.arrays and not on_device(state.arrays[0]):
-            raise TypeError(
-                f"{type(rule).__name__}: its state for this parameter is on the host but the "
-                "parameter is on the GPU; use a new optimiser for the GPU parameters "
-                "(minigrad.gpu(...) makes new parameters, which start with fresh state)")
-        states.append(state)
-        hypers += rule.hypers(state.scalars, key, flat_d)
-        arrays += state.arrays
-    if not finite_sum(hypers):
-        for rule in rules:
-            rule.check()        # names the culprit; passes only if a sum overflowed
-    kernel = fused_kernel(tuple(map(type, rules)), update, flat_x.size, target="cuda")
+def _on_gpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list) -> None:
+    """One fused pass as one kernel launch, the hyperparameters as scalars of the dtype."""
+    kernel = fused_kernel(types, update, flat_x.size, target="cuda")
     cast = flat_x.dtype.type
     launch(kernel, flat_x.size, flat_x, flat_d, *map(cast, hypers), *arrays)
-    for rule, state, new in zip(rules, states, fresh, strict=True):
-        if new:
-            rule.state[key] = state
-        rule.advance(state.scalars, key)
 
 
 def _subtract(flat_x, flat_d) -> None:
@@ -276,13 +256,13 @@ def _step(passes: list, x, target, gd, update: bool):
     key = x if isinstance(x, Node) else target
     flat_x = flat_view(target)
     if update and len(passes) == 1 and isinstance(passes[0], list):
-        _fused_pass(passes[0], key, flat_x, flat_view(gd), update=True)
+        _fused_pass(passes[0], key, flat_x, flat_view(gd), update=True, execute=_on_gpu)
         return x
     delta = _copy(gd) if update else gd
     flat_d = flat_view(delta)
     for p in passes:
         if isinstance(p, list):
-            _fused_pass(p, key, flat_x, flat_d, update=False)
+            _fused_pass(p, key, flat_x, flat_d, update=False, execute=_on_gpu)
             continue
         result = p.apply_(x, delta)
         if result is not delta:
@@ -314,17 +294,17 @@ def subtract(name: str, x, step):
 
 # -- many parameters: one launch over flat buffers ------------------------------------------------
 
-class DeviceFlatGroup:
+class DeviceFlatGroup(FlatGroup):
     """GPU parameters of one dtype re-pointed into one flat buffer (of their own library), with
-    flat device buffers for the gradients and the state: the GPU twin of
-    :class:`minigrad.optimise.flat.FlatGroup`."""
+    flat device buffers for the gradients and the state: :class:`minigrad.optimise.flat.FlatGroup`
+    with its memory on the GPU and one kernel launch per step."""
 
-    def __init__(self, rules: list, params: list):
+    registry = "_device_flat_groups"
+
+    def _gather(self, params: list) -> tuple:
         cuda = cuda_module()
-        self.rules = rules
-        self.refs = [weakref.ref(p) for p in params]
         sizes = [flat_view(p.data).size for p in params]
-        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int).tolist()
+        starts = [0, *itertools.accumulate(sizes)]
         self.x = _empty(params[0].data, starts[-1])      # the parameters' library
         self.xv = flat_view(self.x)
         self.gv = cuda.device_array(starts[-1], dtype=self.xv.dtype)
@@ -334,81 +314,23 @@ class DeviceFlatGroup:
             p.data = view = self.x[a:b].reshape(p.shape)
             self.x_views.append(view)
             self.g_views.append(self.gv[a:b])
-        flat_states, self.members = [], []
-        for rule in rules:
-            fresh = rule.new_state(self.xv)
-            members = []
-            for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
-                old = rule.state.get(p)
-                if old is not None:
-                    for flat, array in zip(fresh.arrays, old.arrays, strict=True):
-                        flat[a:b].copy_to_device(flat_view(array))
-                scalars = old.scalars if old is not None else list(fresh.scalars)
-                arrays = tuple(flat[a:b] for flat in fresh.arrays)
-                rule.state[p] = state = type(fresh)(arrays, scalars, p.shape)
-                members.append(state)
-            flat_states.append(fresh.arrays)
-            self.members.append(members)
-        self.kernel = fused_kernel(tuple(map(type, rules)), True, starts[-1], target="cuda")
-        self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
+        self.kernel = fused_kernel(self.types, True, starts[-1], target="cuda")
+        return self.xv, starts
 
-    def intact(self, rules: list, params: list) -> bool:
-        """Same rules, same live parameters still stored in this buffer, state in lockstep."""
-        if len(rules) != len(self.rules) or any(
-                a is not b for a, b in zip(rules, self.rules, strict=True)):
-            return False
-        for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
-            if ref() is not p or p.data is not view:
-                return False
-        for rule, members in zip(self.rules, self.members, strict=True):
-            first = members[0].scalars
-            for p, state in zip(params, members, strict=True):
-                if state.scalars != first or rule.state.get(p) is not state:
-                    return False
-        return True
+    @staticmethod
+    def _fill(part, array) -> None:
+        part.copy_to_device(flat_view(array))
 
-    def step(self, grads: list) -> None:
-        """One update of every parameter from ``grads`` (checked GPU arrays, in order)."""
-        first = self.refs[0]()
-        hypers = []
-        for rule, members in zip(self.rules, self.members, strict=True):
-            hypers += rule.hypers(members[0].scalars, first, None)
-        if not finite_sum(hypers):
-            for rule in self.rules:
-                rule.check()
+    @staticmethod
+    def _writable(view) -> bool:
+        return True             # (GPU arrays have no read-only flag)
+
+    def _run(self, hypers: list, grads: list) -> None:
         for view, g in zip(self.g_views, grads, strict=True):
             view.copy_to_device(flat_view(g))
         cast = self.xv.dtype.type
         launch(self.kernel, self.xv.size, self.xv, self.gv, *map(cast, hypers),
                *self.state_arrays)
-        for rule, members in zip(self.rules, self.members, strict=True):
-            for ref, state in zip(self.refs, members, strict=True):
-                rule.advance(state.scalars, ref())
-
-
-def _forget(owner, key) -> None:
-    opt = owner()
-    if opt is not None:
-        opt.__dict__.get("_device_flat_groups", {}).pop(key, None)
-
-
-def _update_flat(opt, rules: list, pairs: list) -> bool:
-    params = [p for p, _ in pairs]
-    groups = opt.__dict__.setdefault("_device_flat_groups", {})
-    key = tuple(map(id, params))
-    group = groups.get(key)
-    if group is None or not group.intact(rules, params):
-        if not _eligible(rules, params):
-            return False
-        for rule in rules:
-            rule.check()    # before the group stores fresh state: a failed call changes nothing
-        if group is None:
-            owner = weakref.ref(opt)
-            for p in params:
-                weakref.finalize(p, _forget, owner, key).atexit = False
-        group = groups[key] = DeviceFlatGroup(rules, params)
-    group.step([g for _, g in pairs])
-    return True
 
 
 def update_params(opt, passes: list, ps, pairs: list, name: str):
@@ -416,8 +338,8 @@ def update_params(opt, passes: list, ps, pairs: list, name: str):
     launch over flat buffers when the chain fuses into one pass, else parameter by
     parameter."""
     checked = [(p, *operands(name, p, gp)) for p, gp in pairs if gp is not None]
-    if len(passes) == 1 and isinstance(passes[0], list) and _update_flat(
-            opt, passes[0], [(p, gd) for p, _, gd in checked]):
+    if len(passes) == 1 and isinstance(passes[0], list) and update_flat(
+            opt, passes[0], [(p, gd) for p, _, gd in checked], DeviceFlatGroup):
         return ps
     for p, target, gd in checked:
         _step(passes, p, target, gd, update=True)

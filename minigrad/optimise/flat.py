@@ -15,6 +15,7 @@ otherwise ``update_`` updates parameter by parameter, with the same results.
 
 from __future__ import annotations
 
+import itertools
 import weakref
 
 import numpy as np
@@ -47,31 +48,32 @@ def _chunks(sizes: list, starts: np.ndarray, chunk: int) -> np.ndarray:
 
 
 class FlatGroup:
-    """Parameters of one dtype re-pointed into one buffer, with state buffers alike."""
+    """Parameters of one dtype re-pointed into one buffer, with state buffers alike.
+
+    The layout of the state, the checks and the step's bookkeeping live here, once; a group for
+    another kind of memory (:class:`minigrad.optimise.cuda.DeviceFlatGroup`) overrides the four
+    methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`, :meth:`_writable` and
+    :meth:`_run`.
+    """
+
+    #: The optimiser attribute holding its groups of this kind, keyed by the parameters' ids.
+    registry = "_flat_groups"
 
     def __init__(self, rules: list, params: list):
         self.rules = rules
+        self.types = tuple(map(type, rules))
         self.refs = [weakref.ref(p) for p in params]
-        sizes = [p.size for p in params]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        dtype = params[0].dtype
-        self.x = np.empty(int(starts[-1]), dtype)
-        self.x_views = []
-        for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
-            view = self.x[a:b].reshape(p.shape)
-            view[...] = p.data
-            p.data = view
-            self.x_views.append(view)
+        flat_x, starts = self._gather(params)
         flat_states = []    # per rule: the flat state arrays
         self.members = []   # per rule: each parameter's state (views into the flat arrays)
         for rule in rules:
-            fresh = rule.new_state(self.x)
+            fresh = rule.new_state(flat_x)
             members = []
             for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
                 old = rule.state.get(p)
                 if old is not None:
                     for flat, array in zip(fresh.arrays, old.arrays, strict=True):
-                        flat[a:b] = array
+                        self._fill(flat[a:b], array)
                 scalars = old.scalars if old is not None else list(fresh.scalars)
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
                 rule.state[p] = state = type(fresh)(arrays, scalars, p.shape)
@@ -79,17 +81,40 @@ class FlatGroup:
             flat_states.append(fresh.arrays)
             self.members.append(members)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
+        self.versions = self._versions()
+
+    def _gather(self, params: list) -> tuple:
+        """Move the parameters into one new buffer (``self.x``, with ``self.x_views``) and plan
+        the kernel calls; return the flat buffer and the parameters' offsets in it."""
+        sizes = [p.size for p in params]
+        starts = [0, *itertools.accumulate(sizes)]
+        dtype = params[0].dtype
+        self.x = np.empty(starts[-1], dtype)
+        self.x_views = []
+        for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
+            view = self.x[a:b].reshape(p.shape)
+            view[...] = p.data
+            p.data = view
+            self.x_views.append(view)
         # One kernel call per TENSOR_SLOTS parameters, each with its table of chunks.
-        self.types = tuple(map(type, rules))
         self.calls = []
         for first in range(0, len(params), TENSOR_SLOTS):
             last = min(first + TENSOR_SLOTS, len(params))
-            size = int(starts[last] - starts[first])
+            size = starts[last] - starts[first]
             chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
             chunks = _chunks(sizes[first:last], starts[first:last], chunk)
-            self.calls.append((first, last, int(starts[first]), int(starts[last]), chunks))
+            self.calls.append((first, last, starts[first], starts[last], chunks))
         self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
-        self.versions = self._versions()
+        return self.x, starts
+
+    @staticmethod
+    def _fill(part, array) -> None:
+        """Copy a parameter's existing state ``array`` into its ``part`` of a flat buffer."""
+        part[...] = array
+
+    @staticmethod
+    def _writable(view) -> bool:
+        return view.flags.writeable
 
     def _versions(self) -> list:
         return [(rule.state, rule.state.version) for rule in self.rules]
@@ -104,7 +129,7 @@ class FlatGroup:
         if len(params) != len(self.refs):
             return False
         for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
-            if ref() is not p or p.data is not view or not view.flags.writeable:
+            if ref() is not p or p.data is not view or not self._writable(view):
                 return False
         for members in self.members:
             first = members[0].scalars
@@ -139,6 +164,13 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()
+        self._run(hypers, grads)
+        for rule, members in zip(self.rules, self.members, strict=True):
+            for ref, state in zip(self.refs, members, strict=True):
+                rule.advance(state.scalars, ref())
+
+    def _run(self, hypers: list, grads: list) -> None:
+        """The kernel call(s) of one step, reading each gradient where it lies."""
         h = as_hyper(hypers, self.x.dtype)
         flat = []
         for g in grads:
@@ -153,9 +185,6 @@ class FlatGroup:
             else:
                 kernel(self.x, gs + (self.padding,) * (TENSOR_SLOTS - len(gs)), chunks, h,
                        *self.state_arrays)
-        for rule, members in zip(self.rules, self.members, strict=True):
-            for ref, state in zip(self.refs, members, strict=True):
-                rule.advance(state.scalars, ref())
 
 
 def _lockstep(rules: list, params: list) -> bool:
@@ -171,10 +200,10 @@ def _lockstep(rules: list, params: list) -> bool:
     return True
 
 
-def _forget(owner, key) -> None:
+def _forget(owner, registry: str, key) -> None:
     opt = owner()
     if opt is not None:
-        opt.__dict__.get("_flat_groups", {}).pop(key, None)
+        opt.__dict__.get(registry, {}).pop(key, None)
 
 
 def _eligible(rules: list, params: list) -> bool:
@@ -188,18 +217,19 @@ def _eligible(rules: list, params: list) -> bool:
 
 def intact_group(opt, rules: list, params: list) -> FlatGroup | None:
     """``opt``'s flat group of exactly ``params`` if it exists and is still valid."""
-    group = opt.__dict__.get("_flat_groups", {}).get(tuple(map(id, params)))
+    group = opt.__dict__.get(FlatGroup.registry, {}).get(tuple(map(id, params)))
     return group if group is not None and group.intact(rules, params) else None
 
 
-def update_flat(opt, rules: list, pairs: list) -> bool:
+def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:
     """Update every ``(param, grad)`` of ``pairs`` with one kernel call if possible.
 
-    ``rules`` is ``opt``'s single fused pass; the pairs are already checked.  Returns whether
-    it did the update (if not, nothing was changed).
+    ``rules`` is ``opt``'s single fused pass; the pairs are already checked.  ``kind`` is the
+    group class for the parameters' memory.  Returns whether it did the update (if not,
+    nothing was changed).
     """
     params = [p for p, _ in pairs]
-    groups = opt.__dict__.setdefault("_flat_groups", {})
+    groups = opt.__dict__.setdefault(kind.registry, {})
     key = tuple(map(id, params))
     group = groups.get(key)
     if group is None or not group.intact(rules, params):
@@ -211,7 +241,7 @@ def update_flat(opt, rules: list, pairs: list) -> bool:
             # Forget the group (its buffers and state) as soon as one of its parameters dies.
             owner = weakref.ref(opt)
             for p in params:
-                weakref.finalize(p, _forget, owner, key).atexit = False
-        group = groups[key] = FlatGroup(rules, params)
+                weakref.finalize(p, _forget, owner, kind.registry, key).atexit = False
+        group = groups[key] = kind(rules, params)
     group.step([g for _, g in pairs])
     return True

@@ -68,20 +68,40 @@ def _check_optimiser(stages: list) -> None:
             stage.check()
 
 
-def _fused_pass(rules: list, key, flat_x: np.ndarray, flat_d: np.ndarray, update: bool) -> None:
-    """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
+def _on_cpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list) -> None:
+    """One fused pass on the CPU (see :func:`minigrad.optimise.kernels.run`)."""
+    run(types, update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
+
+
+def _place(a) -> str:
+    return "the GPU" if on_device(a) else "the host"
+
+
+def _fused_pass(rules: list, key, flat_x, flat_d, update: bool, execute=_on_cpu) -> None:
+    """Run ``rules`` as one kernel over the flat views; commit their state afterwards.
+
+    ``execute(types, update, flat_x, flat_d, hypers, state_arrays)`` runs the kernel: the CPU's
+    by default; :mod:`minigrad.optimise.cuda` passes the GPU's.
+    """
     states, fresh, hypers, arrays = [], [], [], []
     for rule in rules:
         state = rule.state.get(key)
         fresh.append(state is None)
         if state is None:
             state = rule.new_state(flat_x)
+        elif state.arrays and type(state.arrays[0]) is not type(flat_x) and (
+                on_device(state.arrays[0]) != on_device(flat_x)):
+            raise TypeError(
+                f"{type(rule).__name__}: its state for this parameter is on "
+                f"{_place(state.arrays[0])} but the parameter is on {_place(flat_x)}; use a new "
+                "optimiser for the moved parameters (minigrad.gpu(...) and minigrad.cpu(...) "
+                "make new parameters, which start with fresh state)")
         states.append(state)
         hypers += rule.hypers(state.scalars, key, flat_d)
         arrays += state.arrays
     if not finite_sum(hypers):
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
-    run(tuple(map(type, rules)), update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
+    execute(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays)
     for rule, state, new in zip(rules, states, fresh, strict=True):
         if new:
             rule.state[key] = state
