@@ -53,7 +53,6 @@ import json
 import math
 import os
 import tempfile
-import types
 import zipfile
 
 import numpy as np
@@ -62,7 +61,7 @@ from .optimise.guard import ApplyIfFinite
 from .optimise.rules import AbstractOptimiser, IdDict, Optimiser, Rule, _State
 from .optimise.step import LegacyOptimiser
 from .schedules import AbstractSchedule, Scheduler, Stateful
-from .tracker import Node, Param, Params, _collect, _describe
+from .tracker import Param, Params, _children, _collect, _describe
 
 __all__ = ["save", "load", "named_params", "register", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -85,9 +84,6 @@ class CheckpointError(ValueError):
 
 
 # -- names ---------------------------------------------------------------------------------------
-
-_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType)
-
 
 def _join(prefix: str, key) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
@@ -123,36 +119,28 @@ def named_params(model) -> list:
 
 
 def _walk(x, path: str, out: list, seen: set, found: set) -> None:
-    # The same traversal as tracker._collect (which params() uses), with names.
+    # The traversal of params() (tracker._children), with names.
     if isinstance(x, Param):
         if id(x) not in found:
             found.add(id(x))
             out.append((path or "param", x))
         return
-    if isinstance(x, (Node, np.ndarray, str, bytes, int, float, complex, type)) or x is None:
-        return
-    if id(x) in seen:
+    children = _children(x)
+    if children is None or id(x) in seen:
         return
     seen.add(id(x))
-    if isinstance(x, (Params, list, tuple)):
-        children = enumerate(x)
-    elif isinstance(x, (set, frozenset)):
+    if isinstance(x, (set, frozenset)):
         if _has_params(x):
             raise TypeError(f"named_params: {path or 'the model'} is a set holding parameters; "
                             "a set has no stable order, so its parameters cannot be named "
                             "(use a list or a dict)")
         return
-    elif isinstance(x, dict):
-        children = x.items()
+    if isinstance(x, dict):
         for key in x:
             if isinstance(key, bool) or not isinstance(key, (str, int)):
                 if _has_params(x[key]):
                     raise TypeError(f"named_params: the dict at {path or 'the model'} has the "
                                     f"key {key!r}; parameters need string or integer keys")
-    elif hasattr(x, "__dict__") and not isinstance(x, _NOT_MODELS):
-        children = vars(x).items()
-    else:
-        return
     for key, child in children:
         _walk(child, _join(path, key), out, seen, found)
 

@@ -16,12 +16,11 @@ The operations themselves (and the Python operators bound to trainable arrays) l
 from __future__ import annotations
 
 import threading
-import types
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .devices import array_module, as_array, device_dtype, on_device
+from .devices import _NOT_MODELS, array_module, as_array, device_dtype, on_device
 
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
@@ -359,28 +358,31 @@ def params(*xs) -> Params:
     return ps
 
 
-# Objects with a __dict__ that are code or namespaces, not models holding parameters.
-_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType)
+def _children(x):
+    """What :func:`params` walks into: ``(key, child)`` pairs of a container (a set's keys are
+    ``None``) or of a model's attributes; ``None`` for anything else (arrays, numbers, code)."""
+    if isinstance(x, (Node, np.ndarray, str, bytes, int, float, complex, type)) or x is None:
+        return None
+    if isinstance(x, (Params, list, tuple)):
+        return enumerate(x)
+    if isinstance(x, (set, frozenset)):
+        return ((None, child) for child in x)
+    if isinstance(x, dict):
+        return x.items()
+    if hasattr(x, "__dict__") and not isinstance(x, _NOT_MODELS):
+        return vars(x).items()
+    return None
 
 
 def _collect(x, ps: Params, seen: set) -> None:
     if isinstance(x, Param):
         ps.append(x)
         return
-    if isinstance(x, (Node, np.ndarray, str, bytes, int, float, complex, type)) or x is None:
-        return
-    if id(x) in seen:
+    children = _children(x)
+    if children is None or id(x) in seen:
         return
     seen.add(id(x))
-    if isinstance(x, (Params, list, tuple, set, frozenset)):
-        children = x
-    elif isinstance(x, dict):
-        children = x.values()
-    elif hasattr(x, "__dict__") and not isinstance(x, _NOT_MODELS):
-        children = vars(x).values()
-    else:
-        return
-    for child in children:
+    for _, child in children:
         _collect(child, ps, seen)
 
 
