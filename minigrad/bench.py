@@ -189,6 +189,12 @@ class Bound:
 #: library's next parallel call up to 100x slower.  The pause lets them go idle.
 SETTLE = 0.015
 
+#: Seconds of untimed calls of a method right before each of its timed blocks.  After the pause
+#: above, the first milliseconds of work run slowly (measured here: a 1e6-element Adam kernel
+#: takes 2-3x its steady time for about 10 ms, serial or parallel, on cores and caches that
+#: went cold); a training loop never pauses, so the timed calls start warm.
+WARM = 0.01
+
 
 class Timings(dict):
     """Seconds per call for each method: the median over rounds (``stat = "min"``: the best
@@ -203,6 +209,7 @@ class Timings(dict):
 
     stat = "median"
     settle = SETTLE
+    warm = WARM
     budget = 4.0                # seconds per comparison; rounds stop early past it (>= 3 run)
 
     def __init__(self, rounds: dict[str, list[float]]):
@@ -227,7 +234,8 @@ class Timings(dict):
 
 def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
     """Time zero-argument functions: each runs ``calls`` times per round, in an order that
-    rotates from round to round, with a pause (``Timings.settle``) after each block; after 3
+    rotates from round to round, each block after ``Timings.warm`` seconds of untimed calls
+    and followed by a pause (``Timings.settle``); after 3
     rounds no new round starts once ``Timings.budget`` seconds have passed.  Two untimed
     calls each first (first touch, state creation, compilation).  Seconds per call.
 
@@ -249,6 +257,11 @@ def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             f = methods[name]
+            t0 = time.perf_counter()
+            while True:                 # untimed: see WARM
+                f()
+                if time.perf_counter() - t0 > Timings.warm:
+                    break
             t0 = time.perf_counter()
             for _ in range(calls):
                 f()

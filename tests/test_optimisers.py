@@ -1005,6 +1005,114 @@ def test_not_an_optimiser():
         mg.Optimiser(mg.Adam(), 0.1)
 
 
+# -- the steady state of update_(opt, ps, gs): a flat group stepped from the Grads of ps -------
+
+def _twin_models(sizes, dtype=np.float32, seed=0):
+    """Two identical lists of parameters of the given sizes (the second for the per-parameter
+    reference)."""
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(n).astype(dtype) for n in sizes]
+    return [mg.param(v.copy()) for v in values], [mg.param(v.copy()) for v in values]
+
+
+def _grads_of(ps, values):
+    gs = mg.Grads(ps)
+    for p, g in zip(ps, values, strict=True):
+        gs[p] = g
+    return gs
+
+
+STEADY_CHAINS = {
+    "Adam": mg.Adam,
+    "ClipValue+Momentum+InvDecay": lambda: mg.Optimiser(mg.ClipValue(0.3), mg.Momentum(),
+                                                        mg.InvDecay(0.1)),
+    "Adam+ExpDecay": lambda: mg.Optimiser(mg.Adam(), mg.ExpDecay(1.0, 0.5, 2, 1e-3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEADY_CHAINS))
+def test_steady_state_equals_parameter_by_parameter(name, monkeypatch):
+    """70 tensors (two kernel calls of up to TENSOR_SLOTS), one empty and one larger than a
+    work item, 100k elements in all (the multi-threaded kernel, work items cutting tensors):
+    every step after the first takes the steady path and ends bitwise where updating
+    parameter by parameter ends."""
+    from minigrad.optimise import flat, step
+    steady = []
+    monkeypatch.setattr(step, "steady_step",
+                        lambda *a: steady.append(flat.steady_step(*a)) or steady[-1])
+    sizes = [0, 3 * flat.CHUNK + 5] + [1 + (37 * k) % 1500 for k in range(68)]
+    assert len(sizes) > kernels.TENSOR_SLOTS and sum(sizes) >= kernels.PARALLEL_THRESHOLD
+    ps, ref = _twin_models(sizes)
+    θ, opt, opt_ref = mg.Params(ps), STEADY_CHAINS[name](), STEADY_CHAINS[name]()
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        values = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+        mg.update_(opt, θ, _grads_of(θ, values))
+        for p, g in zip(ref, values, strict=True):
+            mg.update_(opt_ref, p, g)
+    assert steady == [False, True, True, True, True]
+    assert len(opt.__dict__["_flat_groups"]) == 1
+    for p, q in zip(ps, ref, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("change", ["shape", "dtype", "not an array", "read-only parameter"])
+def test_steady_state_refuses_a_bad_step_and_changes_nothing(change):
+    ps = [mg.param(np.full((2, 3), float(i), np.float32)) for i in range(4)]
+    θ, opt = mg.Params(ps), mg.Adam()
+    for _ in range(2):
+        mg.update_(opt, θ, _grads_of(θ, [np.ones((2, 3), np.float32)] * 4))
+    values = [p.data.copy() for p in ps]
+    states = [_adam_state(opt, p) for p in ps]
+    bad = [np.ones((2, 3), np.float32) for _ in ps]
+    if change == "shape":
+        bad[2] = np.ones((3, 2), np.float32)
+    elif change == "dtype":
+        bad[2] = np.ones((2, 3))
+    elif change == "not an array":
+        bad[2] = [[1.0] * 3] * 2
+    else:
+        ps[2].data.flags.writeable = False
+    with pytest.raises((ValueError, TypeError), match="shape|dtype|array|read-only"):
+        mg.update_(opt, θ, _grads_of(θ, bad))
+    for p, v, st in zip(ps, values, states, strict=True):
+        np.testing.assert_array_equal(p.data, v)
+        _assert_same_state(_adam_state(opt, p), st)
+
+
+@pytest.mark.parametrize("change", ["a gradient is None", "p.data replaced",
+                                    "one parameter updated alone", "state deleted"])
+def test_steady_state_follows_what_changed(change):
+    """Whatever a user does between steps, the update equals the per-parameter one."""
+    ps, ref = _twin_models([6, 4, 5])
+    θ, opt, opt_ref = mg.Params(ps), mg.Adam(0.1), mg.Adam(0.1)
+    values = [np.full(n, 0.5, np.float32) for n in (6, 4, 5)]
+
+    def both(grads):
+        mg.update_(opt, θ, _grads_of(θ, grads))
+        for p, g in zip(ref, grads, strict=True):
+            if g is not None:
+                mg.update_(opt_ref, p, g)
+
+    both(values)
+    both(values)
+    if change == "a gradient is None":
+        both([values[0], None, values[2]])
+    elif change == "p.data replaced":
+        ps[1].data = ps[1].data.copy() * 2
+        ref[1].data = ref[1].data.copy() * 2
+    elif change == "one parameter updated alone":
+        mg.update_(opt, ps[0], values[0])
+        mg.update_(opt_ref, ref[0], values[0])
+    else:
+        del opt.state[ps[2]]
+        del opt_ref.state[ref[2]]
+    both(values)
+    both(values)
+    for p, q in zip(ps, ref, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
 # ================================================================================================
 # 6. State
 # ================================================================================================

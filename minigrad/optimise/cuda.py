@@ -322,7 +322,7 @@ class DeviceFlatGroup(FlatGroup):
         part.copy_to_device(flat_view(array))
 
     @staticmethod
-    def _writable(view) -> bool:
+    def _writable(views: list) -> bool:
         return True             # (GPU arrays have no read-only flag)
 
     def _run(self, hypers: list, grads: list) -> None:

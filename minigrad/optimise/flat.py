@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import weakref
+from operator import attrgetter, is_
 
 import numpy as np
 
@@ -30,21 +31,45 @@ from .kernels import (
     ready_kernel,
 )
 
-__all__ = ["FlatGroup", "intact_group", "update_flat"]
+__all__ = ["FlatGroup", "steady_step", "update_flat"]
 
+
+# The steady state checks a model's tensors with C-level loops (map over these): a training
+# step right after a pass over megabytes of data finds Python's own objects out of the caches,
+# where a Python-level loop over 50 tensors costs a tenth of a millisecond.
+_data, _scalars = attrgetter("data"), attrgetter("scalars")
+_shape, _dtype, _writeable = attrgetter("shape"), attrgetter("dtype"), attrgetter("flags.writeable")
 
 #: Elements per work item of the multi-threaded kernel: small enough to share a large tensor
 #: between threads, large enough that a work item's set-up cost (a few slices) is negligible.
 CHUNK = 16384
 
 
-def _chunks(sizes: list, starts: np.ndarray, chunk: int) -> np.ndarray:
-    """Rows (slot, start, stop, offset) covering every tensor of one kernel call (see
-    :func:`minigrad.optimise.kernels._source`, target ``"cpu-tensors"``)."""
-    rows = [(slot, a, min(a + chunk, n), offset)
-            for slot, (n, offset) in enumerate(zip(sizes, starts, strict=True))
-            for a in range(0, n, chunk)]
-    return np.array(rows, dtype=np.intp).reshape(-1, 4)
+def _work(sizes: list, starts: list, chunk: int) -> tuple:
+    """The plan of one kernel call (see :func:`minigrad.optimise.kernels._source`, target
+    ``"cpu-tensors"``): rows (slot, start, stop, offset) covering every tensor, and the bounds
+    of the work items they form, item ``k`` being rows ``items[k]:items[k + 1]``.  Every item
+    holds ``chunk`` elements (the last one fewer), cutting tensors where needed: Numba gives
+    each thread an equal number of items, and so equal work however small the tensors are.
+
+    >>> rows, items = _work([3, 5], [0, 3], 4)
+    >>> rows.tolist(), items.tolist()
+    ([[0, 0, 3, 0], [1, 0, 1, 3], [1, 1, 5, 3]], [0, 2, 3])
+    """
+    rows, items, room = [], [0], chunk
+    for slot, (n, offset) in enumerate(zip(sizes, starts, strict=True)):
+        a = 0
+        while a < n:
+            b = min(n, a + room)
+            rows.append((slot, a, b, offset))
+            room -= b - a
+            a = b
+            if room == 0:
+                items.append(len(rows))
+                room = chunk
+    if items[-1] != len(rows):
+        items.append(len(rows))
+    return np.array(rows, dtype=np.intp).reshape(-1, 4), np.array(items, dtype=np.intp)
 
 
 class FlatGroup:
@@ -81,6 +106,7 @@ class FlatGroup:
             flat_states.append(fresh.arrays)
             self.members.append(members)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
+        self.shapes = [p.shape for p in params]
         self.versions = self._versions()
 
     def _gather(self, params: list) -> tuple:
@@ -96,15 +122,16 @@ class FlatGroup:
             view[...] = p.data
             p.data = view
             self.x_views.append(view)
-        # One kernel call per TENSOR_SLOTS parameters, each with its table of chunks.
+        # One kernel call per TENSOR_SLOTS parameters, each with its plan of work.
         self.calls = []
         for first in range(0, len(params), TENSOR_SLOTS):
             last = min(first + TENSOR_SLOTS, len(params))
             size = starts[last] - starts[first]
             chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
-            chunks = _chunks(sizes[first:last], starts[first:last], chunk)
-            self.calls.append((first, last, starts[first], starts[last], chunks))
-        self.padding = np.zeros(0, dtype)    # fills a call's unused gradient slots
+            rows, items = _work(sizes[first:last], starts[first:last], chunk)
+            padding = (np.zeros(0, dtype),) * (TENSOR_SLOTS - (last - first))  # unused slots
+            self.calls.append((first, last, starts[first], starts[last], rows, items, padding))
+        self.kernels = [None] * len(self.calls)     # each call's kernel, once it is ready
         return self.x, starts
 
     @staticmethod
@@ -113,29 +140,26 @@ class FlatGroup:
         part[...] = array
 
     @staticmethod
-    def _writable(view) -> bool:
-        return view.flags.writeable
+    def _writable(views: list) -> bool:
+        """Whether every parameter's storage is still writable."""
+        return all(map(_writeable, views))
 
     def _versions(self) -> list:
         return [(rule.state, rule.state.version) for rule in self.rules]
 
     def intact(self, rules: list, params: list) -> bool:
-        """Still the same rules and live, writable parameters stored in this group's buffer,
-        with this group's state, in lockstep (a parameter updated on its own since breaks the
-        group)."""
-        if len(rules) != len(self.rules) or any(
-                a is not b for a, b in zip(rules, self.rules, strict=True)):
+        """Still the same rules, with ``params`` (the group's own: groups are found by their
+        parameters' ids, and forgotten when one of them dies) stored in this group's buffer,
+        writable, with this group's state, in lockstep (a parameter updated on its own since
+        breaks the group)."""
+        if (len(rules) != len(self.rules) or not all(map(is_, rules, self.rules))
+                or not all(map(is_, map(_data, params), self.x_views))
+                or not self._writable(self.x_views)):
             return False
-        if len(params) != len(self.refs):
-            return False
-        for ref, p, view in zip(self.refs, params, self.x_views, strict=True):
-            if ref() is not p or p.data is not view or not self._writable(view):
-                return False
         for members in self.members:
-            first = members[0].scalars
-            for state in members:
-                if state.scalars != first:
-                    return False
+            scalars = list(map(_scalars, members))
+            if scalars.count(scalars[0]) != len(scalars):
+                return False
         if any(d is not rule.state or v != rule.state.version
                for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
             # Some state was set or deleted since: is each member's still this group's?
@@ -149,10 +173,11 @@ class FlatGroup:
     def gradients(self, grads: list) -> list | None:
         """``grads`` if each is an array of its parameter's shape and the group's dtype (the
         only checks a group member's gradient needs), else ``None``: check them in full."""
-        dtype = self.x.dtype
-        for g, view in zip(grads, self.x_views, strict=True):
-            if type(g) is not np.ndarray or g.shape != view.shape or g.dtype != dtype:
-                return None
+        n = len(self.x_views)
+        if (len(grads) != n or list(map(type, grads)).count(np.ndarray) != n
+                or list(map(_dtype, grads)).count(self.x.dtype) != n
+                or list(map(_shape, grads)) != self.shapes):
+            return None
         return grads
 
     def step(self, grads: list) -> None:
@@ -172,19 +197,20 @@ class FlatGroup:
     def _run(self, hypers: list, grads: list) -> None:
         """The kernel call(s) of one step, reading each gradient where it lies."""
         h = as_hyper(hypers, self.x.dtype)
-        flat = []
-        for g in grads:
-            g = g.ravel()               # a view of a C-contiguous gradient, else a copy
-            flat.append(g if g.flags.writeable else g.copy())   # (one array type for Numba)
-        for first, last, a, b, chunks in self.calls:
-            kernel = ready_kernel(self.types, True, b - a, self.x.dtype, target="cpu-tensors")
+        flat = list(map(np.ndarray.ravel, grads))   # (views of C-contiguous gradients)
+        if not all(map(_writeable, flat)):          # (one array type for Numba)
+            flat = [g if g.flags.writeable else g.copy() for g in flat]
+        for k, (first, last, a, b, rows, items, padding) in enumerate(self.calls):
+            kernel = self.kernels[k]
+            if kernel is None:
+                kernel = self.kernels[k] = ready_kernel(self.types, True, b - a, self.x.dtype,
+                                                        target="cpu-tensors")
             gs = tuple(flat[first:last])
             if kernel is None:      # loading in the background (see kernels.py): NumPy for now
                 numpy_pass(self.types, True, self.x[a:b], np.concatenate(gs), h,
                            *(s[a:b] for s in self.state_arrays))
             else:
-                kernel(self.x, gs + (self.padding,) * (TENSOR_SLOTS - len(gs)), chunks, h,
-                       *self.state_arrays)
+                kernel(self.x, gs + padding, rows, items, h, *self.state_arrays)
 
 
 def _lockstep(rules: list, params: list) -> bool:
@@ -215,10 +241,21 @@ def _eligible(rules: list, params: list) -> bool:
     return all(type(p) is Param and p.dtype == dtype for p in params) and _lockstep(rules, params)
 
 
-def intact_group(opt, rules: list, params: list) -> FlatGroup | None:
-    """``opt``'s flat group of exactly ``params`` if it exists and is still valid."""
-    group = opt.__dict__.get(FlatGroup.registry, {}).get(tuple(map(id, params)))
-    return group if group is not None and group.intact(rules, params) else None
+def steady_step(opt, rules: list, params: dict, grads: dict) -> bool:
+    """The steady state of a training loop, ``update_(opt, ps, gs)`` with the ``Grads`` of
+    ``ps``: one step of ``opt``'s flat group of ``ps`` if it is intact and every gradient is an
+    array of its parameter's shape and dtype (the only checks a member's gradient needs).
+    ``params`` and ``grads`` map ``id(p)`` to ``p`` and to its gradient.  Returns whether it
+    did the step (if not, nothing was changed and the caller takes the general path)."""
+    ids = tuple(params)
+    group = opt.__dict__.get(FlatGroup.registry, {}).get(ids)
+    if group is None or not group.intact(rules, list(params.values())):
+        return False
+    in_order = group.gradients(list(map(grads.get, ids)))
+    if in_order is None:
+        return False
+    group.step(in_order)
+    return True
 
 
 def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:

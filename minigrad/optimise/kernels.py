@@ -125,9 +125,11 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
     ``target="cpu"``: ``kernel(x, g, h, *states)``, a Numba loop (``prange`` when
     ``parallel``), ``h`` one array of hyperparameters.  ``target="cpu-tensors"``: the same over
     a model's flat buffers, reading the gradients where they lie instead of from one flat
-    buffer: ``kernel(x, gs, chunks, h, *states)`` with ``gs`` a tuple of :data:`TENSOR_SLOTS`
-    1-D gradient arrays and each row of ``chunks`` (slot, start, stop, offset) naming elements
-    ``start:stop`` of ``gs[slot]``, which belong at ``offset + start`` of the flat buffers.
+    buffer: ``kernel(x, gs, rows, items, h, *states)`` with ``gs`` a tuple of
+    :data:`TENSOR_SLOTS` 1-D gradient arrays, each row of ``rows`` (slot, start, stop, offset)
+    naming elements ``start:stop`` of ``gs[slot]``, which belong at ``offset + start`` of the
+    flat buffers, and work item ``k`` (one iteration of the ``prange``) being rows
+    ``items[k]:items[k + 1]``.
     ``target="cuda"``: ``kernel(x, g, h0, h1, ..., *states)``, a ``@cuda.jit`` grid-stride
     kernel taking the hyperparameters as scalars of the parameter's dtype.  All three call the
     same math functions with the same per-element body; only the loop around it differs.
@@ -168,35 +170,33 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
             "    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):",
         ]
     elif tensors:
-        # The tuple of gradients becomes an array of their addresses first, in a small serial
-        # function: a parallel loop that used the tuple itself took Numba 14 s to compile.
-        # Each chunk then rebinds x, g and the states to its own 1-D pieces, so the body below
-        # is the one of the flat kernel (and the pieces' indices, known >= 0, vectorise).
+        # The tuple of gradients becomes an array of their addresses first, in a serial
+        # function that then calls the loop (a parallel loop that used the tuple itself took
+        # Numba 14 s to compile).  Each row then rebinds x, g and the states to its own 1-D
+        # pieces, so the body below is the one of the flat kernel (and the pieces' indices,
+        # known >= 0, vectorise).
         hyper = "h[{}]".format
-        whole = [s.upper() for s in states]
+        whole = "".join(", " + s.upper() for s in states)
         lines += [
             "@njit(cache=True)",
-            "def addresses_of(gs):",
+            f"def kernel(X, gs, rows, items, h{whole}):",
             "    addresses = np.empty(len(gs), np.intp)",
             "    for k in range(len(gs)):",
             "        addresses[k] = gs[k].ctypes.data",
-            "    return addresses",
-            "",
-            "def kernel(X, gs, chunks, h, *states):",
-            "    # (gs stays referenced here while the loop reads it through its addresses)",
-            "    loop(X, addresses_of(gs), chunks, h, *states)",
+            f"    loop(X, addresses, rows, items, h{whole})",
             "",
             f"@njit(cache=True, error_model='numpy', parallel={parallel})",
-            f"def loop(X, addresses, chunks, h{''.join(', ' + s for s in whole)}):",
-            f"    for c in {loop}(chunks.shape[0]):",
-            "        slot, start, stop, offset = chunks[c, 0], chunks[c, 1], chunks[c, 2], "
-            "chunks[c, 3]",
-            "        a, b = offset + start, offset + stop",
-            "        x = X[a:b]",
-            "        g = carray(pointer_like(addresses[slot] + start * X.itemsize, X),",
-            "                   stop - start)",
-            *(f"        {s} = {w}[a:b]" for s, w in zip(states, whole, strict=True)),
-            "        for i in range(x.size):",
+            f"def loop(X, addresses, rows, items, h{whole}):",
+            f"    for item in {loop}(items.size - 1):",
+            "        for r in range(items[item], items[item + 1]):",
+            "            slot, start, stop = rows[r, 0], rows[r, 1], rows[r, 2]",
+            "            offset = rows[r, 3]",
+            "            a, b = offset + start, offset + stop",
+            "            x = X[a:b]",
+            "            g = carray(pointer_like(addresses[slot] + start * X.itemsize, X),",
+            "                       stop - start)",
+            *(f"            {s} = {s.upper()}[a:b]" for s in states),
+            "            for i in range(x.size):",
         ]
     else:
         hyper = "h[{}]".format
@@ -205,7 +205,7 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
             f"def kernel(x, g, h{''.join(', ' + s for s in states)}):",
             f"    for i in {loop}(x.size):",
         ]
-    indent = " " * (12 if tensors else 8)
+    indent = " " * (16 if tensors else 8)
     lines += [f"{indent}xi = x[i]", f"{indent}d = g[i]"]
     offset = 0
     for k, n in enumerate(n_states):
@@ -285,7 +285,7 @@ def _warm(key: tuple):
     h = np.zeros(sum(map(_n_hypers, rules)), dtype)
     if target == "cpu-tensors":
         slots = (np.zeros(0, dtype),) * TENSOR_SLOTS
-        kernel(one[0], slots, np.zeros((0, 4), np.intp), h, *one[2:])
+        kernel(one[0], slots, np.zeros((0, 4), np.intp), np.zeros(1, np.intp), h, *one[2:])
     else:
         kernel(one[0], one[1], h, *one[2:])
     _ready[key] = kernel

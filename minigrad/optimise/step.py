@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..devices import on_device
-from ..tracker import Node, Params, _describe, checked_target, data
-from .flat import intact_group, update_flat
+from ..tracker import Grads, Node, Params, _describe, checked_target, data
+from .flat import steady_step, update_flat
 from .kernels import as_hyper, finite_sum, run
 from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
 
@@ -229,22 +229,16 @@ def update_(*args):
     if guarded is not None:
         return guarded(x, g)
     if isinstance(x, (Params, list, tuple)):
-        name = f"update_({type(opt).__name__})"
         passes = _plan(opt)
+        one_pass = len(passes) == 1 and isinstance(passes[0], list)
+        if (one_pass and type(x) is Params and type(g) is Grads and g.params is x
+                and steady_step(opt, passes[0], x._items, g._grads)):
+            return x
+        name = f"update_({type(opt).__name__})"
         pairs = [(p, g[p]) for p in x]
         if pairs and on_device(data(pairs[0][0])):                  # GPU parameters
             from .cuda import update_params
             return update_params(opt, passes, x, pairs, name)
-        one_pass = len(passes) == 1 and isinstance(passes[0], list)
-        if one_pass:
-            # The steady state of a training loop: this model's flat group, whose parameters
-            # are known good, so only the gradients' shapes and dtypes need a look.
-            params = [p for p, gp in pairs if gp is not None]
-            group = intact_group(opt, passes[0], params)
-            grads = group and group.gradients([gp for _, gp in pairs if gp is not None])
-            if grads is not None:
-                group.step(grads)
-                return x
         checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
         if one_pass and update_flat(opt, passes[0], [(p, gd) for p, _, gd in checked]):
             return x
