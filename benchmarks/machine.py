@@ -10,9 +10,9 @@ import os
 import sys
 
 try:
-    from minigrad.bench import cpu_model, usable_cores
+    from minigrad.bench import cpu_model, cpu_seconds, usable_cores
 except ImportError:  # not installed: use the checkout this folder lives in
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from minigrad.bench import cpu_model, usable_cores
+    from minigrad.bench import cpu_model, cpu_seconds, usable_cores
 
-__all__ = ["cpu_model", "usable_cores"]
+__all__ = ["cpu_model", "cpu_seconds", "usable_cores"]

@@ -41,7 +41,7 @@ import sys
 import time
 
 import numpy as np
-from machine import cpu_model, usable_cores  # this folder's shared helpers
+from machine import cpu_model, cpu_seconds, usable_cores  # this folder's shared helpers
 
 try:
     import minigrad as mg
@@ -79,17 +79,6 @@ def _numpy_openblas():
                 setter.argtypes = [ctypes.c_int]
                 return getter, setter
     return None
-
-
-def cpu_seconds_busy() -> float | None:
-    """Seconds of CPU time used by everything on the machine so far (Linux), or None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()[1:]
-    except OSError:
-        return None
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -401,16 +390,16 @@ def main(argv=None) -> int:
     print(f"timing: {args.rounds} interleaved rounds x {args.steps_per_round} steps each, "
           f"{'elapsed time' if args.clock == 'wall' else 'thread CPU time'} ...")
     clock = time.perf_counter if args.clock == "wall" else time.thread_time
-    t0, busy0, own0 = time.perf_counter(), cpu_seconds_busy(), own_cpu_seconds()
+    t0, cpu0, own0 = time.perf_counter(), cpu_seconds(), own_cpu_seconds()
     per_step = time_rounds(impls, args.rounds, args.steps_per_round, args.budget, clock)
     done = len(per_step["minigrad"])
     if done < args.rounds:
         print(f"  (stopped after {done} rounds: the --budget of {args.budget:g} s ran out)")
     elapsed = time.perf_counter() - t0
-    busy1, own1 = cpu_seconds_busy(), own_cpu_seconds()
+    cpu1, own1 = cpu_seconds(), own_cpu_seconds()
     others = None
-    if busy0 is not None and busy1 is not None:
-        others = max(0.0, (busy1 - busy0) - (own1 - own0)) / (elapsed * usable_cores())
+    if cpu0 is not None and cpu1 is not None:   # (busy time includes the hypervisor's steal)
+        others = max(0.0, (cpu1[0] - cpu0[0]) - (own1 - own0)) / (elapsed * usable_cores())
     med = {k: statistics.median(v) for k, v in per_step.items()}
 
     print()

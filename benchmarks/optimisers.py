@@ -61,7 +61,7 @@ import time
 
 import numba
 import numpy as np
-from machine import cpu_model, usable_cores  # this folder's shared helpers (minigrad.bench's)
+from machine import cpu_model, cpu_seconds, usable_cores  # this folder's shared helpers
 
 try:
     import minigrad as mg
@@ -782,7 +782,7 @@ def main(argv=None) -> int:
     mg.optimise.kernels.BACKGROUND = False
     threads = args.threads or numba.get_num_threads()
     numba.set_num_threads(threads)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), cpu_seconds()
     print("machine:")
     print(f"  CPU        {cpu_model()}")
     print(f"  cores      {usable_cores()} usable ({os.cpu_count()} online)")
@@ -853,7 +853,17 @@ def main(argv=None) -> int:
               f"(whole process {wall:.3f} s)")
     print(f"  correctness checks: {'passed' if ok else 'FAILED'}")
     print(f"  load {load_average():.2f} at the end; total run time "
-          f"{time.perf_counter() - t_start:.0f} s")
+          f"{time.perf_counter() - t_start:.0f} s", end="")
+    cpu_end = cpu_seconds()
+    if cpu_start is not None and cpu_end is not None and cpu_end[2] > cpu_start[2]:
+        # The hypervisor's steal: on a shared virtual machine, the noise no load average shows.
+        stolen = (cpu_end[1] - cpu_start[1]) / (cpu_end[2] - cpu_start[2])
+        print(f"; the hypervisor took {stolen:.0%} of the CPUs' time")
+        if stolen > 0.02:
+            print("  WARNING    other virtual machines took CPU time from this one during the "
+                  "run: timings are noisy, two-thread methods most")
+    else:
+        print()
     return 0 if ok else 1
 
 

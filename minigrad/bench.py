@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cpu_model", "usable_cores", "load_average", "traffic", "state_arrays",
+__all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
            "bound_kernel", "Bound", "SETTLE", "Timings", "interleaved", "Row", "throughput",
            "format_rows"]
 
@@ -77,6 +77,28 @@ def load_average() -> float:
     True
     """
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def cpu_seconds() -> tuple[float, float, float] | None:
+    """Seconds of CPU time the whole machine has spent so far, as ``(busy, stolen, total)``
+    from ``/proc/stat`` (Linux; ``None`` elsewhere).  ``busy`` counts every process's time and
+    what the hypervisor took; ``stolen`` is what the hypervisor gave to other virtual machines
+    while this one wanted to run, the noise no load average shows.
+
+    >>> from minigrad.bench import cpu_seconds
+    >>> t = cpu_seconds()
+    >>> t is None or t[0] <= t[2] and t[1] <= t[0]
+    True
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    tick = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq + steal
+    return busy / tick, steal / tick, (busy + idle + iowait) / tick
 
 
 # -- traffic -------------------------------------------------------------------------------------
