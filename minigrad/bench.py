@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
-           "bound_kernel", "Bound", "SETTLE", "Timings", "interleaved", "Row", "throughput",
+           "bound_kernel", "Bound", "SETTLE", "WARM", "Timings", "interleaved", "Row", "throughput",
            "format_rows"]
 
 
@@ -256,10 +256,10 @@ class Timings(dict):
 
 def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
     """Time zero-argument functions: each runs ``calls`` times per round, in an order that
-    rotates from round to round, each block after ``Timings.warm`` seconds of untimed calls
-    and followed by a pause (``Timings.settle``); after 3
-    rounds no new round starts once ``Timings.budget`` seconds have passed.  Two untimed
-    calls each first (first touch, state creation, compilation).  Seconds per call.
+    rotates from round to round; each timed block follows ``Timings.warm`` seconds of untimed
+    calls and is followed by a pause (``Timings.settle``).  After 3 rounds no new round starts
+    once ``Timings.budget`` seconds have passed.  Two untimed calls each first (first touch,
+    state creation, compilation).  Seconds per call.
 
     >>> from minigrad.bench import interleaved
     >>> t = interleaved({"nothing": lambda: None}, rounds=3, calls=2)
