@@ -176,17 +176,17 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
         # pieces, so the body below is the one of the flat kernel (and the pieces' indices,
         # known >= 0, vectorise).
         hyper = "h[{}]".format
-        whole = "".join(", " + s.upper() for s in states)
+        state_args = "".join(", " + s.upper() for s in states)     # the whole flat buffers
         lines += [
             "@njit(cache=True)",
-            f"def kernel(X, gs, rows, items, h{whole}):",
+            f"def kernel(X, gs, rows, items, h{state_args}):",
             "    addresses = np.empty(len(gs), np.intp)",
             "    for k in range(len(gs)):",
             "        addresses[k] = gs[k].ctypes.data",
-            f"    loop(X, addresses, rows, items, h{whole})",
+            f"    loop(X, addresses, rows, items, h{state_args})",
             "",
             f"@njit(cache=True, error_model='numpy', parallel={parallel})",
-            f"def loop(X, addresses, rows, items, h{whole}):",
+            f"def loop(X, addresses, rows, items, h{state_args}):",
             f"    for item in {loop}(items.size - 1):",
             "        for r in range(items[item], items[item + 1]):",
             "            slot, start, stop = rows[r, 0], rows[r, 1], rows[r, 2]",
