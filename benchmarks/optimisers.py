@@ -606,6 +606,8 @@ def multi_tensor(scale: float) -> dict:
     t = interleaved(methods, rounds, 10)
     paired = {"torch fused": t.paired("minigrad flat", "torch fused")} if "torch fused" in t \
         else {}
+    typical = {name: t.typical(name) for name in t.each}
+    typical_ratio = None
     for d in (t, t.other):
         d["bound"] = min(d.pop("bound_s"), d.pop("bound_p"))
     nbytes = traffic(2) * total
@@ -615,7 +617,13 @@ def multi_tensor(scale: float) -> dict:
         if name in t:
             print(f"  {name:<22}{t[name] * 1e3:>8.3f} ms ({nbytes / t[name] / 1e9:>4.0f} GB/s)"
                   f"   minigrad flat / this = {m / t[name]:.2f}")
-    return dict(t, other=t.other, paired=paired, took_flat=took_flat)
+    if "torch fused" in typical:
+        # A stalled call (another virtual machine's turn on a core) stretches its block's mean;
+        # the median of single calls shows the step as a training loop mostly sees it.
+        typical_ratio = typical["minigrad flat"] / typical["torch fused"]
+        print(f"  median of single calls: minigrad flat {typical['minigrad flat'] * 1e3:.3f} ms, "
+              f"torch fused {typical['torch fused'] * 1e3:.3f} ms, ratio {typical_ratio:.2f}")
+    return dict(t, other=t.other, paired=paired, typical=typical_ratio, took_flat=took_flat)
 
 
 # -- 3. start-up ---------------------------------------------------------------------------------
@@ -839,9 +847,9 @@ def main(argv=None) -> int:
                   f"target < 1: {'met' if r < 1 else 'NOT met'}")
     if multi and "torch fused" in multi:
         r, r2 = both(multi, "minigrad flat", "torch fused")
-        print(f"  50-tensor Adam step: minigrad / torch fused = {r:.2f} ({r2}); "
-              f"target <= 0.5: {'met' if r <= 0.5 else 'NOT met'}; flat path taken: "
-              f"{multi['took_flat']}")
+        print(f"  50-tensor Adam step: minigrad / torch fused = {r:.2f} ({r2}; median of single "
+              f"calls {multi['typical']:.2f}); target <= 0.5: "
+              f"{'met' if r <= 0.5 else 'NOT met'}; flat path taken: {multi['took_flat']}")
     if "warm cache" in start:
         wall, imp, first = start["warm cache"]
         print(f"  fresh process, warm cache: import + first Adam step {imp + first:.3f} s; "

@@ -222,11 +222,13 @@ class Timings(dict):
     """Seconds per call for each method: the median over rounds (``stat = "min"``: the best
     round); ``.other`` holds the other statistic, ``.raw`` every round, and :meth:`paired`
     gives the median of per-round ratios, which cancels load drifting between rounds.
+    ``.each`` holds every timed call's own time, where :func:`interleaved` recorded them:
+    their median (:meth:`typical`) leaves out the calls during which the machine stalled.
 
     >>> from minigrad.bench import Timings
-    >>> t = Timings({"a": [2.0, 1.0, 3.0], "b": [1.0, 1.0, 1.0]})
-    >>> t["a"], t.other["a"], t.rounds, t.paired("a", "b")
-    (2.0, 1.0, 3, 2.0)
+    >>> t = Timings({"a": [2.0, 1.0, 3.0], "b": [1.0, 1.0, 1.0]}, {"a": [1.0, 9.0, 1.5]})
+    >>> t["a"], t.other["a"], t.rounds, t.paired("a", "b"), t.typical("a")
+    (2.0, 1.0, 3, 2.0, 1.5)
     """
 
     stat = "median"
@@ -234,14 +236,19 @@ class Timings(dict):
     warm = WARM
     budget = 4.0                # seconds per comparison; rounds stop early past it (>= 3 run)
 
-    def __init__(self, rounds: dict[str, list[float]]):
+    def __init__(self, rounds: dict[str, list[float]], each: dict[str, list[float]] = None):
         med = {n: statistics.median(v) for n, v in rounds.items()}
         best = {n: min(v) for n, v in rounds.items()}
         main, other = (best, med) if self.stat == "min" else (med, best)
         super().__init__(main)
         self.other = other
         self.raw = rounds
+        self.each = each or {}
         self.rounds = min(len(v) for v in rounds.values())
+
+    def typical(self, name: str) -> float:
+        """The median time of one call of ``name`` over every timed call of every round."""
+        return statistics.median(self.each[name])
 
     def paired(self, num: str, den: str) -> float:
         """Median over rounds of num's time / den's time in the same round ("bound": the faster
@@ -259,12 +266,13 @@ def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
     rotates from round to round; each timed block follows ``Timings.warm`` seconds of untimed
     calls and is followed by a pause (``Timings.settle``).  After 3 rounds no new round starts
     once ``Timings.budget`` seconds have passed.  Two untimed calls each first (first touch,
-    state creation, compilation).  Seconds per call.
+    state creation, compilation).  Seconds per call; every timed call is also kept on its own
+    (``Timings.each``).
 
     >>> from minigrad.bench import interleaved
     >>> t = interleaved({"nothing": lambda: None}, rounds=3, calls=2)
-    >>> t.rounds, t["nothing"] < 0.01
-    (3, True)
+    >>> t.rounds, t["nothing"] < 0.01, len(t.each["nothing"]), t.typical("nothing") < 0.01
+    (3, True, 6, True)
     """
     names = list(methods)
     for f in methods.values():
@@ -272,6 +280,7 @@ def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
         f()
     time.sleep(Timings.settle)
     times: dict[str, list] = {n: [] for n in names}
+    each: dict[str, list] = {n: [] for n in names}
     start = time.perf_counter()
     for r in range(rounds):
         if r >= 3 and time.perf_counter() - start > Timings.budget:
@@ -284,12 +293,15 @@ def interleaved(methods: dict, rounds: int, calls: int) -> Timings:
                 f()
                 if time.perf_counter() - t0 > Timings.warm:
                     break
-            t0 = time.perf_counter()
+            block = each[name]
+            t0 = t = time.perf_counter()
             for _ in range(calls):
                 f()
-            times[name].append((time.perf_counter() - t0) / calls)
+                t, before = time.perf_counter(), t
+                block.append(t - before)
+            times[name].append((t - t0) / calls)
             time.sleep(Timings.settle)
-    return Timings(times)
+    return Timings(times, each)
 
 
 # -- minigrad against the bound ------------------------------------------------------------------
