@@ -561,6 +561,21 @@ def test_defaults_and_keyword_spellings():
     assert mx.SGD(eta_sched=mx.LearningRate.Exp(1.0)).eta_sched.gamma == 0.9
 
 
+@pytest.mark.parametrize("make,message", [
+    (lambda: mx.LearningRate.Fixed(0.1, η=0.2), r"LearningRate.Fixed got η twice"),
+    (lambda: mx.LearningRate.Fixed(), r"LearningRate.Fixed needs the learning rate η, e.g. "
+                                      r"Fixed\(0.01\)"),
+    (lambda: mx.LearningRate.Exp(0.1, η0=0.2), r"LearningRate.Exp got η₀ twice"),
+    (lambda: mx.LearningRate.Inv(), r"LearningRate.Inv needs the initial learning rate η₀, "
+                                    r"e.g. LearningRate.Inv\(0.1\)"),
+    (lambda: mx.Momentum.Fixed(0.5, μ=0.2), r"Momentum.Fixed got μ twice"),
+    (lambda: mx.Momentum.Fixed(), r"Momentum.Fixed needs the momentum μ, e.g. Fixed\(0.9\)"),
+])
+def test_scheduler_value_given_twice_or_not_at_all(make, message):
+    with pytest.raises(TypeError, match=message):
+        make()
+
+
 def test_construction_errors_name_the_parameter():
     with pytest.raises(TypeError, match="SGD takes keyword arguments only"):
         mx.SGD(0.1)

@@ -14,7 +14,15 @@ The optimizers only read ``get(sched)``.
 
 from __future__ import annotations
 
-from .base import AbstractLearningRateScheduler, _count, checked, get, keywords, update_
+from .base import (
+    AbstractLearningRateScheduler,
+    _count,
+    checked,
+    get,
+    keywords,
+    required,
+    update_,
+)
 
 __all__ = ["Fixed", "Exp", "Inv", "get", "update_", "initlrsched"]
 
@@ -30,11 +38,8 @@ class Fixed(AbstractLearningRateScheduler):
 
     def __init__(self, eta=None, **kwargs):
         values = keywords("LearningRate.Fixed", kwargs, {"eta": "eta", "η": "eta"})
-        if eta is not None and values:
-            raise TypeError("LearningRate.Fixed got η twice (positionally and as a keyword)")
-        eta = values.get("eta", eta)
-        if eta is None:
-            raise TypeError("LearningRate.Fixed needs the learning rate η, e.g. Fixed(0.01)")
+        eta = required("LearningRate.Fixed", values, "eta", eta, "η",
+                       "the learning rate η, e.g. Fixed(0.01)")
         self.eta = float(checked("LearningRate.Fixed", "η (eta)", eta, ">0"))
 
     def get(self) -> float:
@@ -46,11 +51,8 @@ class Fixed(AbstractLearningRateScheduler):
 
 
 def _eta0(owner: str, eta0, values: dict) -> float:
-    if eta0 is not None and "eta0" in values:
-        raise TypeError(f"{owner} got η₀ twice (positionally and as a keyword)")
-    eta0 = values.pop("eta0", eta0)
-    if eta0 is None:
-        raise TypeError(f"{owner} needs the initial learning rate η₀, e.g. {owner}(0.1)")
+    eta0 = required(owner, values, "eta0", eta0, "η₀",
+                    f"the initial learning rate η₀, e.g. {owner}(0.1)")
     return float(checked(owner, "η₀ (eta0)", eta0, ">0"))
 
 

@@ -11,7 +11,7 @@ optimizer built with ``μ``: ``Null()`` when μ is zero (no momentum at all), el
 
 from __future__ import annotations
 
-from .base import AbstractMomentumScheduler, checked, get, keywords, update_
+from .base import AbstractMomentumScheduler, checked, get, keywords, required, update_
 
 __all__ = ["Null", "Fixed", "NadamScheduler", "get", "update_", "initmomsched"]
 
@@ -48,11 +48,7 @@ class Fixed(AbstractMomentumScheduler):
 
     def __init__(self, mu=None, **kwargs):
         values = keywords("Momentum.Fixed", kwargs, {"mu": "mu", "μ": "mu"})
-        if mu is not None and values:
-            raise TypeError("Momentum.Fixed got μ twice (positionally and as a keyword)")
-        mu = values.get("mu", mu)
-        if mu is None:
-            raise TypeError("Momentum.Fixed needs the momentum μ, e.g. Fixed(0.9)")
+        mu = required("Momentum.Fixed", values, "mu", mu, "μ", "the momentum μ, e.g. Fixed(0.9)")
         self.mu = float(checked("Momentum.Fixed", "μ (mu)", mu, ">=0"))
 
     def get(self) -> float:

@@ -238,3 +238,15 @@ def keywords(owner: str, kwargs: dict, names: dict) -> dict:
             raise TypeError(f"{owner} got {attr} twice (as {key!r} and under another spelling)")
         values[attr] = value
     return values
+
+
+def required(owner: str, values: dict, attr: str, positional, symbol: str, needs: str):
+    """The one required argument ``attr``, given positionally (``positional``) or among the
+    keywords ``values`` (taken out of them), but not both; ``needs`` says what to pass when it
+    is missing, e.g. ``"the momentum μ, e.g. Fixed(0.9)"``."""
+    if positional is not None and attr in values:
+        raise TypeError(f"{owner} got {symbol} twice (positionally and as a keyword)")
+    value = values.pop(attr, positional)
+    if value is None:
+        raise TypeError(f"{owner} needs {needs}")
+    return value
