@@ -1032,16 +1032,15 @@ STEADY_CHAINS = {
 
 @pytest.mark.parametrize("name", sorted(STEADY_CHAINS))
 def test_steady_state_equals_parameter_by_parameter(name, monkeypatch):
-    """70 tensors (two kernel calls of up to TENSOR_SLOTS), one empty and one larger than a
-    work item, 100k elements in all (the multi-threaded kernel, work items cutting tensors):
-    every step after the first takes the steady path and ends bitwise where updating
-    parameter by parameter ends."""
+    """70 tensors, one empty and one larger than a work item, 100k elements in all (the
+    multi-threaded kernel, work items cutting tensors): every step after the first takes the
+    steady path and ends bitwise where updating parameter by parameter ends."""
     from minigrad.optimise import flat, step
     steady = []
     monkeypatch.setattr(step, "steady_step",
                         lambda *a: steady.append(flat.steady_step(*a)) or steady[-1])
     sizes = [0, 3 * flat.CHUNK + 5] + [1 + (37 * k) % 1500 for k in range(68)]
-    assert len(sizes) > kernels.TENSOR_SLOTS and sum(sizes) >= kernels.PARALLEL_THRESHOLD
+    assert sum(sizes) >= kernels.PARALLEL_THRESHOLD
     ps, ref = _twin_models(sizes)
     θ, opt, opt_ref = mg.Params(ps), STEADY_CHAINS[name](), STEADY_CHAINS[name]()
     rng = np.random.default_rng(1)
@@ -1053,7 +1052,7 @@ def test_steady_state_equals_parameter_by_parameter(name, monkeypatch):
             mg.update_(opt_ref, p, g)
     assert steady == [False, True, True, True, True]
     [group] = opt.__dict__["_flat_groups"].values()
-    assert len(group.kernels) == 2 and None not in group.kernels    # the later steps' kernels
+    assert group.kernel is not None                 # the later steps ran the kernel
     for p, q in zip(ps, ref, strict=True):
         np.testing.assert_array_equal(p.data, q.data)
 
@@ -1112,6 +1111,113 @@ def test_steady_state_follows_what_changed(change):
     both(values)
     both(values)
     for p, q in zip(ps, ref, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def _unaligned(values):
+    """A copy of float32 ``values`` whose data starts one byte past an aligned address."""
+    raw = np.zeros(values.size * 4 + 1, np.uint8)
+    copy = np.frombuffer(raw.data, np.float32, offset=1, count=values.size).reshape(values.shape)
+    copy[...] = values
+    assert not copy.flags.aligned
+    return copy
+
+
+def _copied_state(st):
+    """A copy of one parameter's state for one rule (for a reference optimiser)."""
+    return type(st)(tuple(a.copy() for a in st.arrays), list(st.scalars), st.shape)
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+GRADIENT_MISFITS = {   # what the kernel refuses to read where it lies, and the error it means
+    "None": (lambda g: None, None),
+    "a list": (lambda g: g.tolist(), TypeError),
+    "float64": (lambda g: g.astype(np.float64), TypeError),
+    "big-endian": (lambda g: g.astype(">f4"), TypeError),
+    "transposed shape": (lambda g: np.ascontiguousarray(g.T), ValueError),
+    "one more axis": (lambda g: g[None], ValueError),
+    "not C-contiguous": (np.asfortranarray, None),
+    "unaligned": (_unaligned, None),
+    "an ndarray subclass": (lambda g: g.view(_Subclass), None),
+}
+
+
+def _fitted_group():
+    """A flat group of three Adam parameters ((2, 3), (4,) and ()) past its first step with
+    its kernel ready, its Params, and gradients that fit."""
+    ps = [mg.param(np.arange(6, dtype=np.float32).reshape(2, 3)),
+          mg.param(np.ones(4, np.float32)), mg.param(np.float32(2.0))]
+    θ, opt = mg.Params(ps), mg.Adam(0.1)
+    good = [np.full(p.shape, 0.5, np.float32) for p in ps]
+    mg.update_(opt, θ, _grads_of(θ, good))
+    kernels.wait()                  # (the first step may run on NumPy while the kernel loads)
+    mg.update_(opt, θ, _grads_of(θ, good))
+    [group] = opt.__dict__["_flat_groups"].values()
+    assert group.kernel is not None
+    return opt, θ, group, good
+
+
+@pytest.mark.parametrize("misfit", sorted(GRADIENT_MISFITS))
+def test_the_kernel_reads_only_gradients_that_fit_and_otherwise_changes_nothing(misfit):
+    """The steady step's kernel reads each gradient's type, dtype, shape and flags from the
+    array object itself (optimise/_pointers.py): one misfit refuses the whole step, with
+    parameters and state unchanged, and ``update_`` then takes the general path, which names
+    real errors and otherwise updates as it would parameter by parameter."""
+    from minigrad.optimise import flat
+    opt, θ, group, good = _fitted_group()
+    bad = list(good)
+    make, error = GRADIENT_MISFITS[misfit]
+    bad[0] = make(good[0])
+    before = [p.data.copy() for p in θ]
+    states = [_adam_state(opt, p) for p in θ]
+    assert not flat.steady_step(opt, [opt], θ._items, _grads_of(θ, bad)._grads)
+    for p, v, st in zip(θ, before, states, strict=True):
+        np.testing.assert_array_equal(p.data, v)
+        _assert_same_state(_adam_state(opt, p), st)
+    if error is not None:
+        with pytest.raises(error, match="shape|dtype"):
+            mg.update_(opt, θ, _grads_of(θ, bad))
+        for p, v in zip(θ, before, strict=True):
+            np.testing.assert_array_equal(p.data, v)
+        return
+    ref = [mg.param(v.copy()) for v in before]
+    opt_ref = mg.Adam(0.1)
+    for q, p in zip(ref, θ, strict=True):
+        opt_ref.state[q] = _copied_state(opt.state[p])
+    mg.update_(opt, θ, _grads_of(θ, bad))
+    for q, g in zip(ref, bad, strict=True):
+        if g is not None:
+            mg.update_(opt_ref, q, g)
+    for p, q in zip(θ, ref, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("kind", ["read-only", "unpickled"])
+def test_the_kernel_reads_gradients_that_fit_however_they_were_made(kind):
+    """A read-only gradient, and one whose dtype object is not NumPy's shared float32 (as
+    after unpickling, which every array computed from it inherits), still take the steady
+    path."""
+    import pickle
+
+    from minigrad.optimise import flat
+    opt, θ, group, good = _fitted_group()
+    ref = [mg.param(p.data.copy()) for p in θ]
+    opt_ref = mg.Adam(0.1)
+    for q, p in zip(ref, θ, strict=True):
+        opt_ref.state[q] = _copied_state(opt.state[p])
+    grads = [g.copy() for g in good]
+    if kind == "read-only":
+        grads[1].flags.writeable = False
+    else:
+        grads[1] = pickle.loads(pickle.dumps(grads[1]))
+        assert grads[1].dtype is not np.dtype(np.float32)
+    assert flat.steady_step(opt, [opt], θ._items, _grads_of(θ, grads)._grads)
+    for q, g in zip(ref, grads, strict=True):
+        mg.update_(opt_ref, q, g)
+    for p, q in zip(θ, ref, strict=True):
         np.testing.assert_array_equal(p.data, q.data)
 
 

@@ -1,15 +1,35 @@
-"""Reading an array through its address inside a Numba kernel (used by generated kernels only).
+"""Reading arrays through their addresses inside Numba kernels (used by generated kernels only).
 
-The many-tensor kernel (see :mod:`minigrad.optimise.kernels`) receives a tuple of gradient
-arrays and reads each one where it lies, instead of first copying them into one buffer.  Inside
-its parallel loop a chunk names its tensor by a run-time index, which Numba can do cheaply for
-an array of addresses but not for a tuple of arrays; this intrinsic turns an address back into
-a typed pointer for ``numba.carray``.  It lives apart from ``kernels.py`` because importing
-Numba's extension API must not happen at ``import minigrad``.
+The many-tensor kernel (see :mod:`minigrad.optimise.kernels`) reads a model's gradients where
+they lie.  Handing Numba the gradients themselves costs a step more than its checks and its
+arithmetic on small models: Numba types and unboxes every array of the call, and Python first
+makes each one 1-D (one new array object per tensor).  So the kernel receives the gradients'
+object addresses (``id``) instead and reads, in compiled code, the few fields of each NumPy
+array object it needs (see :mod:`minigrad.optimise._layout`, which checks their offsets
+before any kernel relies on them).  It compares them with what the parameters expect and
+refuses the whole call, writing nothing, if one gradient does not fit.
+
+This module imports Numba's extension API, which must not happen at ``import minigrad``.
 """
 
-from numba import types
+from numba import carray, types
 from numba.extending import intrinsic
+
+from ._layout import (
+    ALIGNED,
+    BYTEORDER_SHIFT,
+    C_CONTIGUOUS,
+    CHARACTERS,
+    DATA,
+    DESCR,
+    FLAGS,
+    LOW_INT,
+    NATIVE,
+    NDIM,
+    SCALAR_TYPE,
+    SHAPE,
+    TYPE,
+)
 
 
 @intrinsic
@@ -21,3 +41,42 @@ def pointer_like(typingctx, address, like):
         return builder.inttoptr(args[0], context.get_value_type(pointer))
 
     return pointer(types.intp, like), codegen
+
+
+@intrinsic
+def words(typingctx, address):
+    """``address`` (an integer) as a pointer to machine words, for ``carray(pointer, n)``."""
+    pointer = types.CPointer(types.intp)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(types.intp), codegen
+
+
+def gradient_addresses(objects, kinds, shapes, addresses):
+    """Fill ``addresses[k]`` with the data address of the object whose ``id`` is
+    ``objects[k]``; return whether every object is an array the kernel may read: exactly of
+    type ``kinds[0]`` (``numpy.ndarray``), with a native dtype of scalar type ``kinds[1]``,
+    C-contiguous and aligned, of shape ``shapes[k, 1:1 + shapes[k, 0]]``.  On ``False`` the
+    caller must not use ``addresses``.  (Compiled by Numba inside the generated kernels; every
+    object must be alive during the call.)"""
+    for k in range(objects.size):
+        head = carray(words(objects[k]), FLAGS + 1)
+        if head[TYPE] != kinds[0]:      # (read first: any object has a type; only arrays more)
+            return False
+        ndim = head[NDIM] & LOW_INT
+        flags = head[FLAGS] & LOW_INT
+        if ndim != shapes[k, 0] or flags & (C_CONTIGUOUS | ALIGNED) != C_CONTIGUOUS | ALIGNED:
+            return False
+        dtype = carray(words(head[DESCR]), CHARACTERS + 1)
+        if (dtype[SCALAR_TYPE] != kinds[1]
+                or (dtype[CHARACTERS] >> BYTEORDER_SHIFT) & 0xFF != NATIVE):
+            return False
+        if ndim:
+            shape = carray(words(head[SHAPE]), ndim)
+            for d in range(ndim):
+                if shape[d] != shapes[k, 1 + d]:
+                    return False
+        addresses[k] = head[DATA]
+    return True

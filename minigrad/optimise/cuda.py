@@ -325,12 +325,17 @@ class DeviceFlatGroup(FlatGroup):
     def _writable(views: list) -> bool:
         return True             # (GPU arrays have no read-only flag)
 
-    def _run(self, hypers: list, grads: list) -> None:
+    @staticmethod
+    def _readable_where_they_lie(grads: list) -> list:
+        return grads            # (_run copies them into the group's gradient buffer)
+
+    def _run(self, hypers: list, grads: list) -> bool:
         for view, g in zip(self.g_views, grads, strict=True):
             view.copy_to_device(flat_view(g))
         cast = self.xv.dtype.type
         launch(self.kernel, self.xv.size, self.xv, self.gv, *map(cast, hypers),
                *self.state_arrays)
+        return True
 
 
 def update_params(opt, passes: list, ps, pairs: list, name: str):

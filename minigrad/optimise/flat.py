@@ -5,11 +5,11 @@ per tensor, which for a 50-tensor model is more than the arithmetic.  On the fir
 :class:`FlatGroup` moves every parameter's storage into one contiguous buffer (each ``p.data``
 becomes a view into it, values unchanged) and lays the optimiser's state out the same way (each
 ``opt.state[p]`` keeps working, as views).  Every later step runs the fused kernel once over
-everything (once per :data:`~minigrad.optimise.kernels.TENSOR_SLOTS` tensors), reading each
-gradient where it lies: the gradients are never copied into a buffer of their own.  In a
-training loop's steady state (the ``Grads`` of the same ``Params`` each step, see
-:func:`steady_step`) a step only checks that the group is intact and that each gradient has its
-parameter's shape and dtype.
+everything, reading each gradient where it lies: the gradients are never copied into a buffer
+of their own.  In a training loop's steady state (the ``Grads`` of the same ``Params`` each
+step, see :func:`steady_step`) a step only checks that the group is intact; the kernel itself
+checks that each gradient is an array of its parameter's shape and dtype (see
+:mod:`minigrad.optimise._pointers`) before it writes anything.
 
 This applies when the whole chain fuses into one pass, every parameter is a trainable array of
 one dtype, and the parameters' per-parameter scalars (Adam's ``βp``, counters) are in lockstep;
@@ -25,9 +25,9 @@ from operator import attrgetter, is_
 import numpy as np
 
 from ..tracker import Param
+from ._layout import layout_checked
 from .kernels import (
     PARALLEL_THRESHOLD,
-    TENSOR_SLOTS,
     as_hyper,
     finite_sum,
     numpy_pass,
@@ -43,6 +43,11 @@ __all__ = ["FlatGroup", "steady_step", "update_flat"]
 _data, _scalars = attrgetter("data"), attrgetter("scalars")
 _shape, _dtype, _writeable = attrgetter("shape"), attrgetter("dtype"), attrgetter("flags.writeable")
 
+
+def _readable(g) -> bool:
+    """Whether the kernel may read gradient array ``g`` where it lies."""
+    return g.flags.c_contiguous and g.flags.aligned
+
 #: Elements per work item of the multi-threaded kernel: small enough to share a large tensor
 #: between threads, large enough that a work item's set-up cost (a few slices) is negligible.
 CHUNK = 16384
@@ -50,7 +55,7 @@ CHUNK = 16384
 
 def _work(sizes: list, starts: list, chunk: int) -> tuple:
     """The plan of one kernel call (see :func:`minigrad.optimise.kernels._source`, target
-    ``"cpu-tensors"``): rows (slot, start, stop, offset) covering every tensor, and the bounds
+    ``"cpu-tensors"``): rows (tensor, start, stop, offset) covering every tensor, and the bounds
     of the work items they form, item ``k`` being rows ``items[k]:items[k + 1]``.  Every item
     holds ``chunk`` elements (the last one fewer), cutting tensors where needed: Numba gives
     each thread an equal number of items, and so equal work however small the tensors are.
@@ -60,11 +65,11 @@ def _work(sizes: list, starts: list, chunk: int) -> tuple:
     ([[0, 0, 3, 0], [1, 0, 1, 3], [1, 1, 5, 3]], [0, 2, 3])
     """
     rows, items, room = [], [0], chunk
-    for slot, (n, offset) in enumerate(zip(sizes, starts, strict=True)):
+    for tensor, (n, offset) in enumerate(zip(sizes, starts, strict=True)):
         a = 0
         while a < n:
             b = min(n, a + room)
-            rows.append((slot, a, b, offset))
+            rows.append((tensor, a, b, offset))
             room -= b - a
             a = b
             if room == 0:
@@ -79,9 +84,9 @@ class FlatGroup:
     """Parameters of one dtype re-pointed into one buffer, with state buffers alike.
 
     The layout of the state, the checks and the step's bookkeeping live here, once; a group for
-    another kind of memory (:class:`minigrad.optimise.cuda.DeviceFlatGroup`) overrides the four
-    methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`, :meth:`_writable` and
-    :meth:`_run`.
+    another kind of memory (:class:`minigrad.optimise.cuda.DeviceFlatGroup`) overrides the five
+    methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`, :meth:`_writable`,
+    :meth:`_readable_where_they_lie` and :meth:`_run`.
     """
 
     #: The optimiser attribute holding its groups of this kind, keyed by the parameters' ids.
@@ -114,7 +119,7 @@ class FlatGroup:
 
     def _gather(self, params: list) -> tuple:
         """Move the parameters into one new buffer (``self.x``, with ``self.x_views``) and plan
-        the kernel calls; return the flat buffer and the parameters' offsets in it."""
+        the kernel call; return the flat buffer and the parameters' offsets in it."""
         sizes = [p.size for p in params]
         starts = [0, *itertools.accumulate(sizes)]
         dtype = params[0].dtype
@@ -125,22 +130,28 @@ class FlatGroup:
             view[...] = p.data
             p.data = view
             self.x_views.append(view)
-        # One kernel call per TENSOR_SLOTS parameters, each with its plan of work.
-        self.calls = []
-        for first in range(0, len(params), TENSOR_SLOTS):
-            last = min(first + TENSOR_SLOTS, len(params))
-            size = starts[last] - starts[first]
-            chunk = CHUNK if size >= PARALLEL_THRESHOLD else max(size, 1)
-            rows, items = _work(sizes[first:last], starts[first:last], chunk)
-            padding = (np.zeros(0, dtype),) * (TENSOR_SLOTS - (last - first))  # unused slots
-            self.calls.append((first, last, starts[first], starts[last], rows, items, padding))
-        self.kernels = [None] * len(self.calls)     # each call's kernel, once it is ready
+        # What the kernel checks each gradient against: the array type and the dtype's scalar
+        # type (objects that live as long as NumPy, so their ids stay theirs), each shape.
+        self.kinds = np.array([id(np.ndarray), id(dtype.type)], dtype=np.intp)
+        self.expected = np.zeros((len(params), 1 + max(p.ndim for p in params)), np.intp)
+        for row, p in zip(self.expected, params, strict=True):
+            row[:1 + p.ndim] = (p.ndim, *p.shape)
+        chunk = CHUNK if starts[-1] >= PARALLEL_THRESHOLD else max(starts[-1], 1)
+        self.rows, self.items = _work(sizes, starts[:-1], chunk)
+        self.kernel = None          # once it is ready
         return self.x, starts
 
     @staticmethod
     def _fill(part, array) -> None:
         """Copy a parameter's existing state ``array`` into its ``part`` of a flat buffer."""
         part[...] = array
+
+    @staticmethod
+    def _readable_where_they_lie(grads: list) -> list:
+        """Checked gradients as the kernel reads them, where they lie: a plain C-contiguous,
+        aligned copy of each that is not one already (a view, an ``ndarray`` subclass)."""
+        return [g if type(g) is np.ndarray and _readable(g) else np.array(g, order="C")
+                for g in grads]
 
     @staticmethod
     def _writable(views: list) -> bool:
@@ -173,18 +184,20 @@ class FlatGroup:
             self.versions = self._versions()
         return True
 
-    def gradients(self, grads: list) -> list | None:
-        """``grads`` if each is an array of its parameter's shape and the group's dtype (the
-        only checks a group member's gradient needs), else ``None``: check them in full."""
+    def gradients(self, grads: list) -> bool:
+        """Whether ``grads`` holds, in order, an array of each parameter's shape and the group's
+        dtype, C-contiguous and aligned: what the kernel checks (see
+        :func:`minigrad.optimise._pointers.gradient_addresses`), in Python."""
         n = len(self.x_views)
-        if (len(grads) != n or list(map(type, grads)).count(np.ndarray) != n
-                or list(map(_dtype, grads)).count(self.x.dtype) != n
-                or list(map(_shape, grads)) != self.shapes):
-            return None
-        return grads
+        return (len(grads) == n and list(map(type, grads)).count(np.ndarray) == n
+                and list(map(_dtype, grads)).count(self.x.dtype) == n
+                and list(map(_shape, grads)) == self.shapes
+                and all(map(_readable, grads)))
 
-    def step(self, grads: list) -> None:
-        """One update of every parameter from ``grads`` (checked arrays, in order)."""
+    def step(self, grads: list) -> bool:
+        """One update of every parameter from ``grads`` (in order) if each is an array of its
+        parameter's shape and the group's dtype, C-contiguous and aligned; returns whether it
+        did the update (if not, nothing was changed)."""
         first = self.refs[0]()
         hypers = []
         for rule, members in zip(self.rules, self.members, strict=True):
@@ -192,28 +205,31 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()
-        self._run(hypers, grads)
+        if not self._run(hypers, grads):
+            return False
         for rule, members in zip(self.rules, self.members, strict=True):
             for ref, state in zip(self.refs, members, strict=True):
                 rule.advance(state.scalars, ref())
+        return True
 
-    def _run(self, hypers: list, grads: list) -> None:
-        """The kernel call(s) of one step, reading each gradient where it lies."""
+    def _run(self, hypers: list, grads: list) -> bool:
+        """The kernel call of one step, reading each gradient where it lies, if every gradient
+        fits (see :meth:`step`); returns whether it ran."""
         h = as_hyper(hypers, self.x.dtype)
-        flat = list(map(np.ndarray.ravel, grads))   # (views of C-contiguous gradients)
-        if not all(map(_writeable, flat)):          # (one array type for Numba)
-            flat = [g if g.flags.writeable else g.copy() for g in flat]
-        for k, (first, last, a, b, rows, items, padding) in enumerate(self.calls):
-            kernel = self.kernels[k]
-            if kernel is None:
-                kernel = self.kernels[k] = ready_kernel(self.types, True, b - a, self.x.dtype,
-                                                        target="cpu-tensors")
-            gs = tuple(flat[first:last])
-            if kernel is None:      # loading in the background (see kernels.py): NumPy for now
-                numpy_pass(self.types, True, self.x[a:b], np.concatenate(gs), h,
-                           *(s[a:b] for s in self.state_arrays))
-            else:
-                kernel(self.x, gs + padding, rows, items, h, *self.state_arrays)
+        kernel = self.kernel
+        if kernel is None:
+            kernel = self.kernel = ready_kernel(self.types, True, self.x.size, self.x.dtype,
+                                                target="cpu-tensors")
+        if kernel is None:          # loading in the background (see kernels.py): NumPy for now
+            if not self.gradients(grads):
+                return False
+            flat_g = np.concatenate(list(map(np.ravel, grads)))
+            numpy_pass(self.types, True, self.x, flat_g, h, *self.state_arrays)
+            return True
+        # (``grads`` holds the gradients alive during the call, so their ids stay theirs.)
+        objects = np.fromiter(map(id, grads), np.intp, len(grads))
+        return kernel(self.x, objects, self.kinds, self.expected, self.rows, self.items, h,
+                      *self.state_arrays)
 
 
 def _lockstep(rules: list, params: list) -> bool:
@@ -236,29 +252,27 @@ def _forget(owner, registry: str, key) -> None:
 
 
 def _eligible(rules: list, params: list) -> bool:
-    if len(params) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
+    if (len(params) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules)
+            or not layout_checked()):
         return False
     if len({id(p) for p in params}) != len(params):
         return False        # a plain list naming a parameter twice: update it twice, in turn
     dtype = params[0].dtype
-    return all(type(p) is Param and p.dtype == dtype for p in params) and _lockstep(rules, params)
+    return (dtype.isnative and all(type(p) is Param and p.dtype == dtype for p in params)
+            and _lockstep(rules, params))
 
 
 def steady_step(opt, rules: list, params: dict, grads: dict) -> bool:
     """The steady state of a training loop, ``update_(opt, ps, gs)`` with the ``Grads`` of
     ``ps``: one step of ``opt``'s flat group of ``ps`` if it is intact and every gradient is an
-    array of its parameter's shape and dtype (the only checks a member's gradient needs).
-    ``params`` and ``grads`` map ``id(p)`` to ``p`` and to its gradient.  Returns whether it
-    did the step (if not, nothing was changed and the caller takes the general path)."""
+    array of its parameter's shape and dtype, C-contiguous and aligned (the only checks a
+    member's gradient needs, made by the kernel).  ``params`` and ``grads`` map ``id(p)`` to
+    ``p`` and to its gradient.  Returns whether it did the step (if not, nothing was changed
+    and the caller takes the general path)."""
     ids = tuple(params)
     group = opt.__dict__.get(FlatGroup.registry, {}).get(ids)
-    if group is None or not group.intact(rules, list(params.values())):
-        return False
-    in_order = group.gradients(list(map(grads.get, ids)))
-    if in_order is None:
-        return False
-    group.step(in_order)
-    return True
+    return (group is not None and group.intact(rules, list(params.values()))
+            and group.step(list(map(grads.get, ids))))
 
 
 def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:
@@ -283,5 +297,4 @@ def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:
             for p in params:
                 weakref.finalize(p, _forget, owner, kind.registry, key).atexit = False
         group = groups[key] = kind(rules, params)
-    group.step([g for _, g in pairs])
-    return True
+    return group.step(kind._readable_where_they_lie([g for _, g in pairs]))

@@ -41,7 +41,7 @@ import threading
 import numpy as np
 
 __all__ = ["fused_kernel", "ready_kernel", "run", "numpy_pass", "wait", "PARALLEL_THRESHOLD",
-           "TENSOR_SLOTS", "BACKGROUND", "cache_dir", "as_hyper", "finite_sum"]
+           "BACKGROUND", "cache_dir", "as_hyper", "finite_sum"]
 
 #: Arrays with at least this many elements use the multi-threaded kernel.
 PARALLEL_THRESHOLD = 65536
@@ -113,11 +113,6 @@ def cache_dir() -> str:
     return private
 
 
-#: How many gradient arrays one call of a many-tensor kernel takes (a fixed tuple length, so one
-#: compiled kernel serves models of any size: more tensors take several calls).
-TENSOR_SLOTS = 64
-
-
 def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parallel: bool,
             target: str = "cpu") -> str:
     """The text of a module defining ``kernel`` for this chain of stages.
@@ -125,11 +120,13 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
     ``target="cpu"``: ``kernel(x, g, h, *states)``, a Numba loop (``prange`` when
     ``parallel``), ``h`` one array of hyperparameters.  ``target="cpu-tensors"``: the same over
     a model's flat buffers, reading the gradients where they lie instead of from one flat
-    buffer: ``kernel(x, gs, rows, items, h, *states)`` with ``gs`` a tuple of
-    :data:`TENSOR_SLOTS` 1-D gradient arrays, each row of ``rows`` (slot, start, stop, offset)
-    naming elements ``start:stop`` of ``gs[slot]``, which belong at ``offset + start`` of the
-    flat buffers, and work item ``k`` (one iteration of the ``prange``) being rows
-    ``items[k]:items[k + 1]``.
+    buffer: ``kernel(x, objects, kinds, shapes, rows, items, h, *states)`` with ``objects``
+    the ``id`` of each gradient array, checked against ``kinds`` and ``shapes`` (see
+    :func:`minigrad.optimise._pointers.gradient_addresses`; it returns ``False``, writing
+    nothing, if one does not fit, else ``True``), each row of ``rows`` (tensor, start, stop,
+    offset) naming elements ``start:stop`` of that gradient, which belong at
+    ``offset + start`` of the flat buffers, and work item ``k`` (one iteration of the
+    ``prange``) being rows ``items[k]:items[k + 1]``.
     ``target="cuda"``: ``kernel(x, g, h0, h1, ..., *states)``, a ``@cuda.jit`` grid-stride
     kernel taking the hyperparameters as scalars of the parameter's dtype.  All three call the
     same math functions with the same per-element body; only the loop around it differs.
@@ -144,21 +141,22 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
         "",
     ]
     compile_stage = "cuda.jit(device=True)" if cuda else "njit(error_model='numpy')"
-    imported = []
+    helpers = []
     if tensors:
         # (This imports Numba, so it happens when a kernel is made, never at import minigrad.)
-        from ._pointers import pointer_like
-        imported.append(pointer_like)
+        from . import _layout, _pointers
+        helpers = [_layout, _pointers]
     for k, stage in enumerate(maths):
         lines.append(f"# stage {k}: {stage.__module__}.{stage.__qualname__}")
         lines.extend("# | " + line for line in inspect.getsource(stage).splitlines())
         lines.append(f"import {stage.__module__} as _module{k}")
         lines.append(f"m{k} = {compile_stage}(_module{k}.{stage.__qualname__})")
         lines.append("")
-    for helper in imported:         # (its source too, so that editing it renames the file)
+    for helper in helpers:          # (their source too, so that editing them renames the file)
         lines.extend("# | " + line for line in inspect.getsource(helper).splitlines())
-        lines.append(f"from {helper.__module__} import {helper.__name__}")
-        lines.append("")
+    if tensors:
+        lines += ["from minigrad.optimise._pointers import gradient_addresses, pointer_like",
+                  "addresses_of = njit(gradient_addresses)", ""]
     states = [f"s{k}_{j}" for k, n in enumerate(n_states) for j in range(n)]
     loop = "prange" if parallel else "range"
     if cuda:
@@ -170,30 +168,30 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
             "    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):",
         ]
     elif tensors:
-        # The tuple of gradients becomes an array of their addresses first, in a serial
-        # function that then calls the loop (a parallel loop that used the tuple itself took
-        # Numba 14 s to compile).  Each row then rebinds x, g and the states to its own 1-D
-        # pieces, so the body below is the one of the flat kernel (and the pieces' indices,
-        # known >= 0, vectorise).
+        # A serial function checks every gradient and finds its address (see _pointers.py),
+        # then calls the parallel loop.  Each row then rebinds x, g and the states to its own
+        # 1-D pieces, so the body below is the one of the flat kernel (and the pieces'
+        # indices, known >= 0, vectorise).
         hyper = "h[{}]".format
         state_args = "".join(", " + s.upper() for s in states)     # the whole flat buffers
         lines += [
             "@njit(cache=True)",
-            f"def kernel(X, gs, rows, items, h{state_args}):",
-            "    addresses = np.empty(len(gs), np.intp)",
-            "    for k in range(len(gs)):",
-            "        addresses[k] = gs[k].ctypes.data",
+            f"def kernel(X, objects, kinds, shapes, rows, items, h{state_args}):",
+            "    addresses = np.empty(objects.size, np.intp)",
+            "    if not addresses_of(objects, kinds, shapes, addresses):",
+            "        return False",
             f"    loop(X, addresses, rows, items, h{state_args})",
+            "    return True",
             "",
             f"@njit(cache=True, error_model='numpy', parallel={parallel})",
             f"def loop(X, addresses, rows, items, h{state_args}):",
             f"    for item in {loop}(items.size - 1):",
             "        for r in range(items[item], items[item + 1]):",
-            "            slot, start, stop = rows[r, 0], rows[r, 1], rows[r, 2]",
+            "            tensor, start, stop = rows[r, 0], rows[r, 1], rows[r, 2]",
             "            offset = rows[r, 3]",
             "            a, b = offset + start, offset + stop",
             "            x = X[a:b]",
-            "            g = carray(pointer_like(addresses[slot] + start * X.itemsize, X),",
+            "            g = carray(pointer_like(addresses[tensor] + start * X.itemsize, X),",
             "                       stop - start)",
             *(f"            {s} = {s.upper()}[a:b]" for s in states),
             "            for i in range(x.size):",
@@ -284,8 +282,8 @@ def _warm(key: tuple):
     one = [np.zeros(1, dtype) for _ in range(2 + sum(len(r.state_fill) for r in rules))]
     h = np.zeros(sum(map(_n_hypers, rules)), dtype)
     if target == "cpu-tensors":
-        slots = (np.zeros(0, dtype),) * TENSOR_SLOTS
-        kernel(one[0], slots, np.zeros((0, 4), np.intp), np.zeros(1, np.intp), h, *one[2:])
+        none, rows = np.zeros(0, np.intp), np.zeros((0, 4), np.intp)
+        kernel(one[0], none, none, rows, rows, np.zeros(1, np.intp), h, *one[2:])
     else:
         kernel(one[0], one[1], h, *one[2:])
     _ready[key] = kernel
