@@ -57,6 +57,7 @@ import zipfile
 
 import numpy as np
 
+from .optimise.flat import SharedScalars
 from .optimise.guard import ApplyIfFinite
 from .optimise.rules import AbstractOptimiser, IdDict, Optimiser, Rule, _State
 from .optimise.step import LegacyOptimiser
@@ -233,16 +234,25 @@ def _restore_rule(rule: Rule, saved: dict, where: str, names: dict):
         for key in list(rule.state.keys()):
             if key not in states:
                 del rule.state[key]
+        shared_written = set()
         for p, entry in states.items():
             old = rule.state.get(p)
             if old is not None and len(old.arrays) == n_arrays and all(
                     a.shape == (p.size,) and a.dtype == p.dtype and a.flags.writeable
                     for a in old.arrays):
                 # In place: the arrays may be views into a flat group's buffers
-                # (optimise/flat.py), which then stays valid.
+                # (optimise/flat.py), which then stays valid; so may the scalars its members
+                # share, unless a member's saved scalars differ from those written for the
+                # group: that member gets its own, and storing its state again tells the group.
                 for dst, src in zip(old.arrays, entry["arrays"], strict=True):
                     dst[...] = src
-                old.scalars[:] = entry["scalars"]
+                if id(old.scalars) not in shared_written:
+                    old.scalars[:] = entry["scalars"]
+                    if type(old.scalars) is SharedScalars:
+                        shared_written.add(id(old.scalars))
+                elif old.scalars != entry["scalars"]:
+                    old.scalars = list(entry["scalars"])
+                    rule.state[p] = old
             else:
                 rule.state[p] = _State(tuple(entry["arrays"]), list(entry["scalars"]), p.shape)
     return commit

@@ -247,6 +247,35 @@ def test_load_in_place_keeps_the_flat_group(tmp_path):
     assert all(np.array_equal(p, q) for p, q in zip(ps, mg.params(reference), strict=True))
 
 
+def test_load_gives_each_member_of_a_flat_group_its_saved_scalars(tmp_path):
+    """A flat group's members share one list of scalars (Adam's βp); a checkpoint whose
+    parameters were at different steps (one updated on its own) loaded into such a group
+    gives each member its own, and training goes on as from a fresh optimiser loaded alike."""
+    data = batches(6)
+    m, opt = make_model(1), mg.Adam(0.01)
+    run(m, opt, data[:2], mode="params")
+    ps = mg.params(m)
+    gs = mg.gradient(lambda: loss(m, *data[2]), ps)
+    mg.update_(opt, ps[0], gs[ps[0]])                   # ps[0] one step ahead of the others
+    mg.save(tmp_path / "uneven.npz", m, opt)
+
+    grouped, opt_grouped = make_model(2), mg.Adam(0.01)
+    run(grouped, opt_grouped, data[:2])                 # a flat group with shared scalars
+    [group] = opt_grouped._flat_groups.values()
+    mg.load(tmp_path / "uneven.npz", grouped, opt_grouped)
+    fresh, opt_fresh = make_model(3), mg.Adam(0.01)
+    mg.load(tmp_path / "uneven.npz", fresh, opt_fresh)
+    for p, q in zip(mg.params(grouped), mg.params(fresh), strict=True):
+        assert opt_grouped.state[p].scalars == opt_fresh.state[q].scalars
+    assert opt_grouped.state[mg.params(grouped)[0]].scalars != \
+        opt_grouped.state[mg.params(grouped)[1]].scalars
+    assert not group.intact([opt_grouped], list(mg.params(grouped)))
+    run(grouped, opt_grouped, data[3:])
+    run(fresh, opt_fresh, data[3:])
+    for p, q in zip(mg.params(grouped), mg.params(fresh), strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
 def test_guard_counters_and_stateful_are_saved(tmp_path):
     m, guard = make_model(1), mg.ApplyIfFinite(mg.Adam())
     ps = mg.params(m)

@@ -34,13 +34,13 @@ from .kernels import (
     ready_kernel,
 )
 
-__all__ = ["FlatGroup", "steady_step", "update_flat"]
+__all__ = ["FlatGroup", "SharedScalars", "steady_step", "update_flat"]
 
 
 # The steady state checks a model's tensors with C-level loops (map over these): a training
 # step right after a pass over megabytes of data finds Python's own objects out of the caches,
 # where Python-level loops over the 50 tensors of the benchmark's model cost about 0.1 ms more.
-_data, _scalars = attrgetter("data"), attrgetter("scalars")
+_data = attrgetter("data")
 _shape, _dtype, _writeable = attrgetter("shape"), attrgetter("dtype"), attrgetter("flags.writeable")
 
 
@@ -80,6 +80,13 @@ def _work(sizes: list, starts: list, chunk: int) -> tuple:
     return np.array(rows, dtype=np.intp).reshape(-1, 4), np.array(items, dtype=np.intp)
 
 
+class SharedScalars(list):
+    """The per-parameter scalars (Adam's ``βp``, counters) of a flat group's members: one list
+    that every member's state holds, advanced once per step.  A parameter updated on its own
+    first takes a copy of its own (see :func:`minigrad.optimise.step._fused_pass`), and so
+    leaves the group."""
+
+
 class FlatGroup:
     """Parameters of one dtype re-pointed into one buffer, with state buffers alike.
 
@@ -99,20 +106,23 @@ class FlatGroup:
         flat_x, starts = self._gather(params)
         flat_states = []    # per rule: the flat state arrays
         self.members = []   # per rule: each parameter's state (views into the flat arrays)
+        self.scalars = []   # per rule: the scalars every member's state shares
         for rule in rules:
             fresh = rule.new_state(flat_x)
+            first = rule.state.get(params[0])   # (in lockstep with the others': see _eligible)
+            shared = SharedScalars(fresh.scalars if first is None else first.scalars)
             members = []
             for p, a, b in zip(params, starts[:-1], starts[1:], strict=True):
                 old = rule.state.get(p)
                 if old is not None:
                     for flat, array in zip(fresh.arrays, old.arrays, strict=True):
                         self._fill(flat[a:b], array)
-                scalars = old.scalars if old is not None else list(fresh.scalars)
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
-                rule.state[p] = state = type(fresh)(arrays, scalars, p.shape)
+                rule.state[p] = state = type(fresh)(arrays, shared, p.shape)
                 members.append(state)
             flat_states.append(fresh.arrays)
             self.members.append(members)
+            self.scalars.append(shared)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
         self.shapes = [p.shape for p in params]
         self.versions = self._versions()
@@ -164,22 +174,20 @@ class FlatGroup:
     def intact(self, rules: list, params: list) -> bool:
         """Still the same rules, with ``params`` (the group's own: groups are found by their
         parameters' ids, and forgotten when one of them dies) stored in this group's buffer,
-        writable, with this group's state, in lockstep (a parameter updated on its own since
-        breaks the group)."""
+        writable, with this group's state and its shared scalars (a parameter updated on its
+        own since has scalars of its own, and breaks the group)."""
         if (len(rules) != len(self.rules) or not all(map(is_, rules, self.rules))
                 or not all(map(is_, map(_data, params), self.x_views))
                 or not self._writable(self.x_views)):
             return False
-        for members in self.members:
-            scalars = list(map(_scalars, members))
-            if scalars.count(scalars[0]) != len(scalars):
-                return False
         if any(d is not rule.state or v != rule.state.version
                for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
-            # Some state was set or deleted since: is each member's still this group's?
-            for rule, members in zip(self.rules, self.members, strict=True):
+            # Some state was set or deleted since (every change of a member's scalars stores
+            # its state again): is each member's still this group's?
+            for rule, members, shared in zip(self.rules, self.members, self.scalars,
+                                             strict=True):
                 for p, state in zip(params, members, strict=True):
-                    if rule.state.get(p) is not state:
+                    if rule.state.get(p) is not state or state.scalars is not shared:
                         return False
             self.versions = self._versions()
         return True
@@ -200,16 +208,17 @@ class FlatGroup:
         did the update (if not, nothing was changed)."""
         first = self.refs[0]()
         hypers = []
-        for rule, members in zip(self.rules, self.members, strict=True):
-            hypers += rule.hypers(members[0].scalars, first, None)
+        for rule, shared in zip(self.rules, self.scalars, strict=True):
+            hypers += rule.hypers(shared, first, None)
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()
         if not self._run(hypers, grads):
             return False
-        for rule, members in zip(self.rules, self.members, strict=True):
-            for ref, state in zip(self.refs, members, strict=True):
-                rule.advance(state.scalars, ref())
+        for rule, shared in zip(self.rules, self.scalars, strict=True):
+            # Once for all members: what advancing each in turn would do (ExpDecay, whose η
+            # depends on the other parameters' counters, decays it at the first member only).
+            rule.advance(shared, first)
         return True
 
     def _run(self, hypers: list, grads: list) -> bool:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..devices import on_device
 from ..tracker import Grads, Node, Params, _describe, checked_target, data
-from .flat import steady_step, update_flat
+from .flat import SharedScalars, steady_step, update_flat
 from .kernels import as_hyper, finite_sum, run
 from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
 
@@ -103,6 +103,10 @@ def _fused_pass(rules: list, key, flat_x, flat_d, update: bool, execute=_on_cpu)
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
     execute(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays)
     for rule, state, new in zip(rules, states, fresh, strict=True):
+        if type(state.scalars) is SharedScalars:
+            # A flat group's member updated on its own: its scalars are its own from now on,
+            # and storing its state again tells the group (flat.py).
+            state.scalars, new = list(state.scalars), True
         if new:
             rule.state[key] = state
         rule.advance(state.scalars, key)
