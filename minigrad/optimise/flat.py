@@ -4,7 +4,8 @@
 per tensor, which for a 50-tensor model is more than the arithmetic.  On the first such update a
 :class:`FlatGroup` moves every parameter's storage into one contiguous buffer (each ``p.data``
 becomes a view into it, values unchanged) and lays the optimiser's state out the same way (each
-``opt.state[p]`` keeps working, as views).  Every later step runs the fused kernel once over
+``opt.state[p]`` keeps working, as views; the members' per-parameter scalars become one list
+they share, :class:`SharedScalars`).  Every later step runs the fused kernel once over
 everything, reading each gradient where it lies: the gradients are never copied into a buffer
 of their own.  In a training loop's steady state (the ``Grads`` of the same ``Params`` each
 step, see :func:`steady_step`) a step only checks that the group is intact; the kernel itself
@@ -12,8 +13,10 @@ checks that each gradient is an array of its parameter's shape and dtype (see
 :mod:`minigrad.optimise._pointers`) before it writes anything.
 
 This applies when the whole chain fuses into one pass, every parameter is a trainable array of
-one dtype, and the parameters' per-parameter scalars (Adam's ``βp``, counters) are in lockstep;
-otherwise ``update_`` updates parameter by parameter, with the same results.
+one native dtype, the parameters' per-parameter scalars (Adam's ``βp``, counters) are in
+lockstep, and this process's NumPy lays out its array objects as the kernel expects (see
+:mod:`minigrad.optimise._layout`); otherwise ``update_`` updates parameter by parameter, with
+the same results.
 """
 
 from __future__ import annotations
