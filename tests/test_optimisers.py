@@ -1195,6 +1195,16 @@ def test_the_kernel_reads_only_gradients_that_fit_and_otherwise_changes_nothing(
         np.testing.assert_array_equal(p.data, q.data)
 
 
+def test_the_kernel_refuses_a_list_of_gradients_of_another_length():
+    opt, θ, group, good = _fitted_group()
+    before = [p.data.copy() for p in θ]
+    states = [_adam_state(opt, p) for p in θ]
+    assert not group.step(good[:2]) and not group.step([*good, good[0]])
+    for p, v, st in zip(θ, before, states, strict=True):
+        np.testing.assert_array_equal(p.data, v)
+        _assert_same_state(_adam_state(opt, p), st)
+
+
 @pytest.mark.parametrize("kind", ["read-only", "unpickled"])
 def test_the_kernel_reads_gradients_that_fit_however_they_were_made(kind):
     """A read-only gradient, and one whose dtype object is not NumPy's shared float32 (as

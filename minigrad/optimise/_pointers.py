@@ -58,9 +58,12 @@ def gradient_addresses(objects, kinds, shapes, addresses):
     """Fill ``addresses[k]`` with the data address of the object whose ``id`` is
     ``objects[k]``; return whether every object is an array the kernel may read: exactly of
     type ``kinds[0]`` (``numpy.ndarray``), with a native dtype of scalar type ``kinds[1]``,
-    C-contiguous and aligned, of shape ``shapes[k, 1:1 + shapes[k, 0]]``.  On ``False`` the
+    C-contiguous and aligned, of shape ``shapes[k, 1:1 + shapes[k, 0]]``, one per row of
+    ``shapes``.  On ``False`` the
     caller must not use ``addresses``.  (Compiled by Numba inside the generated kernels; every
     object must be alive during the call.)"""
+    if objects.size != shapes.shape[0]:
+        return False
     for k in range(objects.size):
         head = carray(words(objects[k]), FLAGS + 1)
         if head[TYPE] != kinds[0]:      # (read first: any object has a type; only arrays more)

@@ -51,6 +51,7 @@ def _readable(g) -> bool:
     """Whether the kernel may read gradient array ``g`` where it lies."""
     return g.flags.c_contiguous and g.flags.aligned
 
+
 #: Elements per work item of the multi-threaded kernel: small enough to share a large tensor
 #: between threads, large enough that a work item's set-up cost (a few slices) is negligible.
 CHUNK = 16384
