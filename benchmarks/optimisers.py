@@ -721,13 +721,13 @@ def overhead(profile: bool, scale: float) -> None:
     group = next(iter(model.opt._flat_groups.values()))    # internal: the model's flat group
     in_order = [model.gs[p] for p in model.ps]
 
-    def group_step():           # the kernel call reading the 50 gradients in place, no checks
+    def group_step():   # the group's own step: its kernel checks and reads the 50 gradients
         group.step(in_order)
 
     t = interleaved({"update_(opt, ps, gs)": model.step, "group step": group_step,
                      "bare kernel on 1e6 flat buffers": bare_flat}, rounds, 20)
     print("  50 tensors: " + "; ".join(f"{k} {v * 1e3:.3f} ms" for k, v in t.items()))
-    print(f"  => update_'s checks: "
+    print(f"  => update_'s checks of the group: "
           f"{(t['update_(opt, ps, gs)'] - t['group step']) * 1e3:.3f} ms per step; "
           "reading the gradients where they lie instead of from one buffer: "
           f"{(t['group step'] - t['bare kernel on 1e6 flat buffers']) * 1e3:.3f} ms")
