@@ -59,9 +59,8 @@ def gradient_addresses(objects, kinds, shapes, addresses):
     ``objects[k]``; return whether every object is an array the kernel may read: exactly of
     type ``kinds[0]`` (``numpy.ndarray``), with a native dtype of scalar type ``kinds[1]``,
     C-contiguous and aligned, of shape ``shapes[k, 1:1 + shapes[k, 0]]``, one per row of
-    ``shapes``.  On ``False`` the
-    caller must not use ``addresses``.  (Compiled by Numba inside the generated kernels; every
-    object must be alive during the call.)"""
+    ``shapes``.  On ``False`` the caller must not use ``addresses``.  (Compiled by Numba inside
+    the generated kernels; every object must be alive during the call.)"""
     if objects.size != shapes.shape[0]:
         return False
     for k in range(objects.size):

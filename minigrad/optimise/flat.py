@@ -128,7 +128,6 @@ class FlatGroup:
             self.members.append(members)
             self.scalars.append(shared)
         self.state_arrays = tuple(a for arrays in flat_states for a in arrays)
-        self.shapes = [p.shape for p in params]
         self.versions = self._versions()
 
     def _gather(self, params: list) -> tuple:
@@ -203,7 +202,7 @@ class FlatGroup:
         n = len(self.x_views)
         return (len(grads) == n and list(map(type, grads)).count(np.ndarray) == n
                 and list(map(_dtype, grads)).count(self.x.dtype) == n
-                and list(map(_shape, grads)) == self.shapes
+                and list(map(_shape, grads)) == list(map(_shape, self.x_views))
                 and all(map(_readable, grads)))
 
     def step(self, grads: list) -> bool:
