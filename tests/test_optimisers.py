@@ -817,6 +817,18 @@ def _assert_same_state(a, b):
     assert a[2] == b[2]
 
 
+def _snapshot(adam, ps):
+    """Each parameter's values and its Adam state, copied."""
+    return [(np.asarray(p).copy(), _adam_state(adam, p)) for p in ps]
+
+
+def _assert_unchanged(adam, ps, snapshot):
+    """The parameters and their Adam state are as in ``snapshot``."""
+    for p, (v, st) in zip(ps, snapshot, strict=True):
+        np.testing.assert_array_equal(np.asarray(p), v)
+        _assert_same_state(_adam_state(adam, p), st)
+
+
 BAD_GRADIENTS = {
     "shape": (np.ones(4), ValueError, r"shape \(4,\)"),
     "broadcastable shape": (np.ones(1), ValueError, r"shape \(1,\)"),
@@ -905,8 +917,7 @@ def test_non_finite_hyperparameter_set_later(bad, form):
     ps = [mg.param(np.full(3, float(i))) for i in range(3)]
     θ = mg.Params(ps)
     mg.update_(opt, θ, {p: np.ones(3) for p in ps})
-    values = [np.asarray(p).copy() for p in ps]
-    states = [_adam_state(adam, p) for p in ps]
+    before = _snapshot(adam, ps)
     setattr(adam, field, value)
     g = np.ones(3)
     with pytest.raises(ValueError, match=message):
@@ -917,9 +928,7 @@ def test_non_finite_hyperparameter_set_later(bad, form):
         else:
             mg.update_(opt, θ, {p: np.ones(3) for p in ps})
     np.testing.assert_array_equal(g, 1.0)
-    for p, v, s in zip(ps, values, states, strict=True):
-        np.testing.assert_array_equal(np.asarray(p), v)
-        _assert_same_state(_adam_state(adam, p), s)
+    _assert_unchanged(adam, ps, before)
     if form == "chain":
         assert all(np.array_equal(opt[1].velocity[p], -0.5 * np.ones(3)) for p in ps)
 
@@ -979,8 +988,7 @@ def test_params_form_with_a_bad_third_pair_changes_no_parameter(opt, bad):
     ps = [mg.param(np.full((2, 2), float(i))) for i in range(4)]
     θ = mg.Params(ps)
     mg.update_(opt, θ, {p: np.ones((2, 2)) for p in ps})
-    values = [np.asarray(p).copy() for p in ps]
-    states = [_adam_state(adam, p) for p in ps]
+    before = _snapshot(adam, ps)
     gs = {p: np.full((2, 2), 0.5) for p in ps}
     if bad == "shape":
         gs[ps[2]] = np.ones((2, 3))
@@ -993,9 +1001,7 @@ def test_params_form_with_a_bad_third_pair_changes_no_parameter(opt, bad):
         gs[ps[2]] = np.ones(4)
     with pytest.raises((ValueError, TypeError), match="shape|dtype|read-only"):
         mg.update_(opt, θ, gs)
-    for p, v, s in zip(ps, values, states, strict=True):
-        np.testing.assert_array_equal(np.asarray(p), v)
-        _assert_same_state(_adam_state(adam, p), s)
+    _assert_unchanged(adam, ps, before)
 
 
 def test_not_an_optimiser():
@@ -1063,8 +1069,7 @@ def test_steady_state_refuses_a_bad_step_and_changes_nothing(change):
     θ, opt = mg.Params(ps), mg.Adam()
     for _ in range(2):
         mg.update_(opt, θ, _grads_of(θ, [np.ones((2, 3), np.float32)] * 4))
-    values = [p.data.copy() for p in ps]
-    states = [_adam_state(opt, p) for p in ps]
+    before = _snapshot(opt, ps)
     bad = [np.ones((2, 3), np.float32) for _ in ps]
     if change == "shape":
         bad[2] = np.ones((3, 2), np.float32)
@@ -1076,9 +1081,7 @@ def test_steady_state_refuses_a_bad_step_and_changes_nothing(change):
         ps[2].data.flags.writeable = False
     with pytest.raises((ValueError, TypeError), match="shape|dtype|array|read-only"):
         mg.update_(opt, θ, _grads_of(θ, bad))
-    for p, v, st in zip(ps, values, states, strict=True):
-        np.testing.assert_array_equal(p.data, v)
-        _assert_same_state(_adam_state(opt, p), st)
+    _assert_unchanged(opt, ps, before)
 
 
 @pytest.mark.parametrize("change", ["a gradient is None", "p.data replaced",
@@ -1123,9 +1126,15 @@ def _unaligned(values):
     return copy
 
 
-def _copied_state(st):
-    """A copy of one parameter's state for one rule (for a reference optimiser)."""
-    return type(st)(tuple(a.copy() for a in st.arrays), list(st.scalars), st.shape)
+def _reference_twin(opt, θ):
+    """Copies of ``θ``'s parameters and an ``Adam(0.1)`` with a copy of ``opt``'s state for
+    each: the per-parameter reference from here on."""
+    ref, opt_ref = [mg.param(p.data.copy()) for p in θ], mg.Adam(0.1)
+    for q, p in zip(ref, θ, strict=True):
+        st = opt.state[p]
+        opt_ref.state[q] = type(st)(tuple(a.copy() for a in st.arrays), list(st.scalars),
+                                    st.shape)
+    return ref, opt_ref
 
 
 class _Subclass(np.ndarray):
@@ -1171,22 +1180,16 @@ def test_the_kernel_reads_only_gradients_that_fit_and_otherwise_changes_nothing(
     bad = list(good)
     make, error = GRADIENT_MISFITS[misfit]
     bad[0] = make(good[0])
-    before = [p.data.copy() for p in θ]
-    states = [_adam_state(opt, p) for p in θ]
+    before = _snapshot(opt, θ)
     assert not flat.steady_step(opt, [opt], θ._items, _grads_of(θ, bad)._grads)
-    for p, v, st in zip(θ, before, states, strict=True):
-        np.testing.assert_array_equal(p.data, v)
-        _assert_same_state(_adam_state(opt, p), st)
+    _assert_unchanged(opt, θ, before)
     if error is not None:
         with pytest.raises(error, match="shape|dtype"):
             mg.update_(opt, θ, _grads_of(θ, bad))
-        for p, v in zip(θ, before, strict=True):
+        for p, (v, _) in zip(θ, before, strict=True):
             np.testing.assert_array_equal(p.data, v)
         return
-    ref = [mg.param(v.copy()) for v in before]
-    opt_ref = mg.Adam(0.1)
-    for q, p in zip(ref, θ, strict=True):
-        opt_ref.state[q] = _copied_state(opt.state[p])
+    ref, opt_ref = _reference_twin(opt, θ)
     mg.update_(opt, θ, _grads_of(θ, bad))
     for q, g in zip(ref, bad, strict=True):
         if g is not None:
@@ -1197,12 +1200,9 @@ def test_the_kernel_reads_only_gradients_that_fit_and_otherwise_changes_nothing(
 
 def test_the_kernel_refuses_a_list_of_gradients_of_another_length():
     opt, θ, group, good = _fitted_group()
-    before = [p.data.copy() for p in θ]
-    states = [_adam_state(opt, p) for p in θ]
+    before = _snapshot(opt, θ)
     assert not group.step(good[:2]) and not group.step([*good, good[0]])
-    for p, v, st in zip(θ, before, states, strict=True):
-        np.testing.assert_array_equal(p.data, v)
-        _assert_same_state(_adam_state(opt, p), st)
+    _assert_unchanged(opt, θ, before)
 
 
 @pytest.mark.parametrize("kind", ["read-only", "unpickled"])
@@ -1214,10 +1214,7 @@ def test_the_kernel_reads_gradients_that_fit_however_they_were_made(kind):
 
     from minigrad.optimise import flat
     opt, θ, group, good = _fitted_group()
-    ref = [mg.param(p.data.copy()) for p in θ]
-    opt_ref = mg.Adam(0.1)
-    for q, p in zip(ref, θ, strict=True):
-        opt_ref.state[q] = _copied_state(opt.state[p])
+    ref, opt_ref = _reference_twin(opt, θ)
     grads = [g.copy() for g in good]
     if kind == "read-only":
         grads[1].flags.writeable = False
