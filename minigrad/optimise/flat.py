@@ -88,7 +88,19 @@ class SharedScalars(list):
     """The per-parameter scalars (Adam's ``βp``, counters) of a flat group's members: one list
     that every member's state holds, advanced once per step.  A parameter updated on its own
     first takes a copy of its own (see :func:`minigrad.optimise.step._fused_pass`), and so
-    leaves the group."""
+    leaves the group.
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
+    >>> gs = mg.Grads(ps); gs[ps[0]], gs[ps[1]] = np.ones(2), np.ones(3)
+    >>> opt = mg.Adam(); _ = mg.update_(opt, ps, gs)
+    >>> shared = opt.state[ps[0]].scalars
+    >>> type(shared).__name__, shared is opt.state[ps[1]].scalars, shared == [0.81, 0.998001]
+    ('SharedScalars', True, True)
+    >>> _ = mg.update_(opt, ps[0], np.ones(2))     # on its own: its scalars are its own now
+    >>> opt.state[ps[0]].scalars is shared, shared == opt.state[ps[1]].scalars
+    (False, True)
+    """
 
 
 class FlatGroup:
