@@ -1058,7 +1058,7 @@ def test_steady_state_equals_parameter_by_parameter(name, monkeypatch):
             mg.update_(opt_ref, p, g)
     assert steady == [False, True, True, True, True]
     [group] = opt.__dict__["_flat_groups"].values()
-    assert group.kernel is not None                 # the later steps ran the kernel
+    assert group.kernels is not None                # the later steps ran the kernel
     for p, q in zip(ps, ref, strict=True):
         np.testing.assert_array_equal(p.data, q.data)
 
@@ -1165,7 +1165,7 @@ def _fitted_group():
     kernels.wait()                  # (the first step may run on NumPy while the kernel loads)
     mg.update_(opt, θ, _grads_of(θ, good))
     [group] = opt.__dict__["_flat_groups"].values()
-    assert group.kernel is not None
+    assert group.kernels is not None
     return opt, θ, group, good
 
 

@@ -31,10 +31,11 @@ from ..tracker import Param
 from ._layout import layout_checked
 from .kernels import (
     PARALLEL_THRESHOLD,
+    Threads,
     as_hyper,
     finite_sum,
     numpy_pass,
-    ready_kernel,
+    variants,
 )
 
 __all__ = ["FlatGroup", "SharedScalars", "steady_step", "update_flat"]
@@ -161,9 +162,11 @@ class FlatGroup:
         self.expected = np.zeros((len(params), 1 + max(p.ndim for p in params)), np.intp)
         for row, p in zip(self.expected, params, strict=True):
             row[:1 + p.ndim] = (p.ndim, *p.shape)
-        chunk = CHUNK if starts[-1] >= PARALLEL_THRESHOLD else max(starts[-1], 1)
-        self.rows, self.items = _work(sizes, starts[:-1], chunk)
-        self.kernel = None          # once it is ready
+        threaded = starts[-1] >= PARALLEL_THRESHOLD
+        self.rows, self.items = _work(sizes, starts[:-1], CHUNK if threaded else
+                                      max(starts[-1], 1))
+        self.threads = Threads() if threaded else None      # serial or multi-threaded, by time
+        self.kernels = None         # (serial, multi-threaded), once loaded
         return self.x, starts
 
     @staticmethod
@@ -240,11 +243,8 @@ class FlatGroup:
         """The kernel call of one step, reading each gradient where it lies, if every gradient
         fits (see :meth:`step`); returns whether it ran."""
         h = as_hyper(hypers, self.x.dtype)
-        kernel = self.kernel
-        if kernel is None:
-            kernel = self.kernel = ready_kernel(self.types, True, self.x.size, self.x.dtype,
-                                                target="cpu-tensors")
-        if kernel is None:          # loading in the background (see kernels.py): NumPy for now
+        kernels = self.kernels or self._loaded_kernels()
+        if kernels is None:         # loading in the background (see kernels.py): NumPy for now
             if not self.gradients(grads):
                 return False
             flat_g = np.concatenate(list(map(np.ravel, grads)))
@@ -252,8 +252,19 @@ class FlatGroup:
             return True
         # (``grads`` holds the gradients alive during the call, so their ids stay theirs.)
         objects = np.fromiter(map(id, grads), np.intp, len(grads))
-        return kernel(self.x, objects, self.kinds, self.expected, self.rows, self.items, h,
-                      *self.state_arrays)
+        args = (self.x, objects, self.kinds, self.expected, self.rows, self.items, h,
+                *self.state_arrays)
+        if self.threads is None:
+            return kernels[0](*args)
+        return self.threads.call(kernels, self.x.size, *args)
+
+    def _loaded_kernels(self) -> tuple | None:
+        """The group's kernels (see :func:`minigrad.optimise.kernels.variants`), kept once
+        every one it uses is loaded."""
+        kernels = variants(self.types, True, self.x.size, self.x.dtype, target="cpu-tensors")
+        if kernels is not None and None not in (kernels if self.threads else kernels[:1]):
+            self.kernels = kernels
+        return kernels
 
 
 def _lockstep(rules: list, params: list) -> bool:

@@ -23,7 +23,11 @@ kernels before the step instead; the benchmarks do that, to time only kernels.
 Facts behind the choices (see ``shared/reference/numba.md``): ``error_model='numpy'`` lets
 LLVM vectorise divisions and square roots; hyperparameters are passed as one array of the
 parameter's dtype, so float32 math stays float32; the ``parallel=True`` variant pays off from
-about 64k elements on two cores.
+about 64k elements on two cores, *in a loop that runs nothing else*.  In a training loop it
+often does not: NumPy's matrix products between two updates run on OpenBLAS's own threads,
+which keep spinning after each call, and the two thread pools then fight for the cores.  So
+from that size on each call picks the serial or the multi-threaded kernel by which has lately
+been faster (:class:`Threads`).
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ import os
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 
 __all__ = ["fused_kernel", "ready_kernel", "run", "numpy_pass", "wait", "PARALLEL_THRESHOLD",
-           "BACKGROUND", "cache_dir", "as_hyper", "finite_sum"]
+           "BACKGROUND", "cache_dir", "as_hyper", "finite_sum", "Threads", "variants"]
 
-#: Arrays with at least this many elements use the multi-threaded kernel.
+#: Arrays with at least this many elements may use the multi-threaded kernel (see
+#: :class:`Threads`); smaller ones always use the serial one.
 PARALLEL_THRESHOLD = 65536
 
 #: Load CPU kernels in a background thread while NumPy runs the first steps (see above).
@@ -372,20 +378,129 @@ def numpy_pass(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.n
         g[...] = d
 
 
+class Threads:
+    """Which of a kernel's two variants, serial (0) or multi-threaded (1), a call should run:
+    the one whose recent calls took less time per element.
+
+    Measured rather than assumed, because it depends on the rest of the program.  On the
+    project's 2-core machine the multi-threaded Adam kernel takes about half the serial one's
+    time in a loop of optimiser steps alone, but in a training loop of a 784-256-256-10 MLP
+    (270k parameters, batch 64), whose NumPy matrix products run on OpenBLAS's threads, the
+    whole step took 8.0 ms with it and 1.9 ms with the serial kernel: after each call either
+    pool's threads keep spinning, so each steals the other's second core.  Both variants
+    compute every element alone, so the results are bitwise the same whichever runs.
+
+    Calls run the chosen variant (serial at first), and from time to time a *probe* runs the
+    other for :attr:`KEEP` calls in a row: in a row, because the first multi-threaded call
+    after a while of serial ones pays for waking the other threads, which the next calls of a
+    loop that switched would not.  The other variant takes over if the median of its probe is
+    at most :attr:`MARGIN` times the median of the chosen one's last :attr:`KEEP` calls.  The
+    probes come after :attr:`KEEP` calls, then after twice as many calls as the time before
+    (up to :attr:`LONGEST`) while the choice stands, and after :attr:`KEEP` again once it
+    changes: what a probe of the slower variant costs fades, and a program that changes is
+    followed.  ``clock`` is for tests.
+
+    >>> now = [0.0]                       # a clock, and kernels that "take" 1 and 3 units
+    >>> serial, parallel = (lambda: now.__setitem__(0, now[0] + 1.0),
+    ...                     lambda: now.__setitem__(0, now[0] + 3.0))
+    >>> choice = Threads(clock=lambda: now[0])
+    >>> for _ in range(70):
+    ...     choice.call((serial, parallel), 1)
+    >>> choice.estimate, choice.chosen, now[0]     # 55 serial calls, 3 probes of 5 others
+    ([1.0, 3.0], 0, 100.0)
+    """
+
+    KEEP = 5
+    MARGIN = 0.9
+    LONGEST = 1024
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.recent: tuple = ([], [])           # seconds per element of recent calls
+        self.estimate = [math.inf, math.inf]    # their medians
+        self.chosen = 0
+        self.calls = 0
+        self.interval = self.KEEP               # calls from one probe to the next
+        self.next_probe = self.KEEP
+        self.probing = 0                        # calls left in the current probe
+
+    def pick(self) -> int:
+        """The variant the next call should run."""
+        if not self.probing and self.calls >= self.next_probe:
+            self.probing = self.KEEP
+        self.calls += 1
+        return 1 - self.chosen if self.probing else self.chosen
+
+    def record(self, variant: int, seconds_per_element: float) -> None:
+        """Note a call of ``variant`` and its time."""
+        recent = self.recent[variant]
+        recent.append(seconds_per_element)
+        if len(recent) > self.KEEP:
+            del recent[0]
+        self.estimate[variant] = sorted(recent)[len(recent) // 2]
+        if variant == self.chosen or not self.probing:
+            return
+        self.probing -= 1
+        if not self.probing:
+            if self.estimate[variant] <= self.MARGIN * self.estimate[self.chosen]:
+                self.chosen, self.interval = variant, self.KEEP
+            else:
+                self.interval = min(2 * self.interval, self.LONGEST)
+            self.next_probe = self.calls + self.interval
+
+    def call(self, kernels: tuple, size: int, *args):
+        """Run ``kernels[v](*args)`` for the picked variant ``v`` (``None`` where a variant is
+        not loaded yet: the other runs), over ``size`` elements; return what it returns.  A
+        call returning ``False`` did no work (see the many-tensor kernel) and is not timed."""
+        variant = self.pick()
+        if kernels[variant] is None:
+            variant = 1 - variant
+        start = self.clock()
+        out = kernels[variant](*args)
+        if out is not False:
+            self.record(variant, (self.clock() - start) / max(size, 1))
+        return out
+
+
+_threads: dict = {}         # (rules, update, dtype, size class) -> its Threads
+
+
+def variants(rules: tuple, update: bool, size: int, dtype, target: str = "cpu") -> tuple | None:
+    """``(serial, multi-threaded)`` kernels for a call over ``size`` elements (see
+    :func:`ready_kernel`; either may be ``None`` while it loads), the multi-threaded one only
+    from :data:`PARALLEL_THRESHOLD` elements (``None`` below); ``None`` if neither is ready.
+
+    >>> import numpy as np, minigrad as mg
+    >>> _ = variants((mg.Descent,), True, 10, np.float64); wait()
+    True
+    >>> serial, parallel = variants((mg.Descent,), True, 10, np.float64); parallel is None
+    True
+    """
+    serial = ready_kernel(rules, update, 0, dtype, target)
+    parallel = (ready_kernel(rules, update, size, dtype, target)
+                if size >= PARALLEL_THRESHOLD else None)
+    return None if serial is None and parallel is None else (serial, parallel)
+
+
 def run(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
         *states: np.ndarray) -> None:
-    """``fused_kernel(rules, update, x.size)(x, g, h, *states)`` once the kernel is ready (see
-    :func:`ready_kernel`), the same by :func:`numpy_pass` until then.
+    """``fused_kernel(rules, update, ...)(x, g, h, *states)`` once a kernel is ready (see
+    :func:`ready_kernel`; from :data:`PARALLEL_THRESHOLD` elements, the serial or the
+    multi-threaded one as :class:`Threads` picks), the same by :func:`numpy_pass` until then.
 
     >>> import numpy as np, minigrad as mg
     >>> x = np.ones(2); run((mg.Descent,), True, x, np.array([1.0, 2.0]), np.array([0.5])); x
     array([0.5, 0. ])
     """
-    kernel = ready_kernel(rules, update, x.size, x.dtype)
-    if kernel is None:
+    kernels = variants(rules, update, x.size, x.dtype)
+    if kernels is None:
         numpy_pass(rules, update, x, g, h, *states)
+    elif kernels[1] is None:
+        kernels[0](x, g, h, *states)
     else:
-        kernel(x, g, h, *states)
+        key = (rules, update, x.dtype, x.size.bit_length())
+        choice = _threads.get(key) or _threads.setdefault(key, Threads())
+        choice.call(kernels, x.size, x, g, h, *states)
 
 
 def finite_sum(values) -> bool:
