@@ -19,6 +19,7 @@ Upstream Flux's own tests are ported in ``test_optimisers_upstream.py``.
 from __future__ import annotations
 
 import gc
+import math
 import weakref
 
 import numpy as np
@@ -580,6 +581,7 @@ BIG = 70_000        # above kernels.PARALLEL_THRESHOLD (65536): the multi-thread
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multithreaded_kernel_matches_serial(name, dtype, monkeypatch):
     assert BIG >= kernels.PARALLEL_THRESHOLD
+    monkeypatch.setattr(kernels.Threads, "pick", lambda self: 1)    # always multi-threaded
     make_opt, make_ref = ALL[name]
     worst, par, _ = _random_run(make_opt, make_ref, dtype, BIG, 7, use_update=False, steps=20)
     if dtype == np.float64:
@@ -596,6 +598,82 @@ def test_multithreaded_kernel_matches_serial(name, dtype, monkeypatch):
     np.testing.assert_array_equal(par, ser)
     _, ser_u, _ = _random_run(make_opt, make_ref, dtype, BIG, 7, use_update=True, steps=20)
     np.testing.assert_array_equal(ser_u, par_u)
+
+
+class _TimedVariants:
+    """Two fake kernels on a fake clock: variant v "takes" cost[v] per call; ``ran`` logs them."""
+
+    def __init__(self, serial: float, parallel: float):
+        self.now, self.cost, self.ran = 0.0, [serial, parallel], []
+        self.choice = kernels.Threads(clock=lambda: self.now)
+
+    def variant(self, v: int, out=None):
+        def run():
+            self.now += self.cost[v]
+            self.ran.append(v)
+            return out
+        return run
+
+    def calls(self, n: int, out=None) -> list:
+        start = len(self.ran)
+        for _ in range(n):
+            self.choice.call((self.variant(0, out), self.variant(1, out)), 1000)
+        return self.ran[start:]
+
+
+def test_threads_runs_the_faster_variant_and_probes_the_other_ever_more_rarely():
+    t = _TimedVariants(serial=1.0, parallel=3.0)
+    ran = t.calls(2000)
+    assert t.choice.chosen == 0 and t.choice.estimate == [1.0 / 1000, 3.0 / 1000]
+    probes = ran.count(1)
+    assert probes % kernels.Threads.KEEP == 0 and 0 < probes <= 50      # under 2.5% of calls
+    # A probe is KEEP calls in a row (the first multi-threaded call pays for waking threads).
+    first = ran.index(1)
+    assert ran[first:first + kernels.Threads.KEEP] == [1] * kernels.Threads.KEEP
+
+
+def test_threads_follows_a_change_of_the_faster_variant():
+    t = _TimedVariants(serial=1.0, parallel=3.0)
+    t.calls(300)
+    t.cost = [1.0, 0.4]                     # e.g. the NumPy work between updates stopped
+    ran = t.calls(kernels.Threads.LONGEST + 2 * kernels.Threads.KEEP)
+    assert t.choice.chosen == 1
+    assert ran[-100:] == [1] * 100
+    t.cost = [1.0, 0.95]                    # within MARGIN: no reason to switch back
+    assert t.calls(500).count(0) <= 5 * kernels.Threads.KEEP and t.choice.chosen == 1
+
+
+def test_threads_does_not_time_a_call_that_did_no_work_and_runs_what_is_loaded():
+    t = _TimedVariants(serial=1.0, parallel=3.0)
+    t.calls(50, out=False)                  # (the many-tensor kernel refusing its gradients)
+    assert t.choice.recent == ([], []) and t.choice.estimate == [math.inf, math.inf]
+    # Only one variant loaded: every call runs it, whatever the choice asks for.
+    ran = []
+    for _ in range(20):
+        t.choice.call((None, lambda: ran.append(1)), 1000)
+    assert ran == [1] * 20
+
+
+def test_multithreaded_flat_group_chooses_by_time_and_matches_per_parameter_updates():
+    """A flat group of 100k elements keeps a Threads of its own; forced to one variant or
+    the other, its steps end bitwise where per-parameter updates end."""
+    sizes = [40_000, 35_000, 25_000]
+    for variant in (0, 1):
+        ps, ref = _twin_models(sizes)
+        θ, opt, opt_ref = mg.Params(ps), mg.Adam(), mg.Adam()
+        rng = np.random.default_rng(5)
+        for _ in range(4):
+            values = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+            mg.update_(opt, θ, _grads_of(θ, values))
+            kernels.wait()
+            [group] = opt.__dict__["_flat_groups"].values()
+            assert group.threads is not None
+            group.threads.pick = lambda variant=variant: variant
+            for p, g in zip(ref, values, strict=True):
+                mg.update_(opt_ref, p, g)
+        assert group.threads.recent[variant]        # the steps after the first ran that one
+        for p, q in zip(ps, ref, strict=True):
+            np.testing.assert_array_equal(p.data, q.data)
 
 
 @pytest.mark.parametrize("rule", ["Momentum", "Adam"])
