@@ -423,6 +423,7 @@ class Threads:
         self.interval = self.KEEP               # calls from one probe to the next
         self.next_probe = self.KEEP
         self.probing = 0                        # calls left in the current probe
+        self.last = None                        # (variant, start, elements) of the last call
 
     def pick(self) -> int:
         """The variant the next call should run."""
@@ -450,15 +451,21 @@ class Threads:
 
     def call(self, kernels: tuple, size: int, *args):
         """Run ``kernels[v](*args)`` for the picked variant ``v`` (``None`` where a variant is
-        not loaded yet: the other runs), over ``size`` elements; return what it returns.  A
-        call returning ``False`` did no work (see the many-tensor kernel) and is not timed."""
+        not loaded yet: the other runs), over ``size`` elements; return what it returns.
+
+        A call's time runs from its start to the next call's start: in a training loop, what
+        the rest of the step costs after each variant counts too (NumPy's next matrix product
+        waits while the kernel's threads spin).  A call returning ``False`` did no work (see
+        the many-tensor kernel) and is not timed."""
+        start = self.clock()
+        if self.last is not None:
+            variant, began, elements = self.last
+            self.record(variant, (start - began) / elements)
         variant = self.pick()
         if kernels[variant] is None:
             variant = 1 - variant
-        start = self.clock()
         out = kernels[variant](*args)
-        if out is not False:
-            self.record(variant, (self.clock() - start) / max(size, 1))
+        self.last = None if out is False else (variant, start, max(size, 1))
         return out
 
 
