@@ -15,6 +15,8 @@ both):
    (c) the rule written with in-place NumPy ufuncs and one or two scratch buffers.
    The traffic of a rule with k state arrays is (3 + 2k)·4 bytes per parameter (Adam: 28); GB/s
    columns count that traffic for every method.
+   The two targets set for Adam at 1e7 are then timed again on their own (minigrad, the
+   bound and torch fused only, 15 rounds of 5 calls); the summary reads them from there.
 2. A 50-tensor model with 1e6 parameters in total (log-uniform sizes between 70 and ~126k,
    fixed seed): ``mg.update_(opt, ps, gs)`` (the flat-buffer, one-kernel path) with Adam against
    PyTorch's fused and foreach Adam over the same tensors, the bound over 1e6 elements, and
