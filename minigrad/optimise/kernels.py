@@ -417,13 +417,17 @@ class Threads:
     def __init__(self, clock=time.perf_counter):
         self.clock = clock
         self.recent: tuple = ([], [])           # seconds per element of recent calls
-        self.estimate = [math.inf, math.inf]    # their medians
         self.chosen = 0
         self.calls = 0
         self.interval = self.KEEP               # calls from one probe to the next
         self.next_probe = self.KEEP
         self.probing = 0                        # calls left in the current probe
         self.last = None                        # (variant, start, elements) of the last call
+
+    @property
+    def estimate(self) -> list:
+        """The median of each variant's recent times (``inf`` before its first)."""
+        return [sorted(t)[len(t) // 2] if t else math.inf for t in self.recent]
 
     def pick(self) -> int:
         """The variant the next call should run."""
@@ -438,12 +442,12 @@ class Threads:
         recent.append(seconds_per_element)
         if len(recent) > self.KEEP:
             del recent[0]
-        self.estimate[variant] = sorted(recent)[len(recent) // 2]
         if variant == self.chosen or not self.probing:
             return
         self.probing -= 1
         if not self.probing:
-            if self.estimate[variant] <= self.MARGIN * self.estimate[self.chosen]:
+            estimate = self.estimate
+            if estimate[variant] <= self.MARGIN * estimate[self.chosen]:
                 self.chosen, self.interval = variant, self.KEEP
             else:
                 self.interval = min(2 * self.interval, self.LONGEST)
