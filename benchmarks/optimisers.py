@@ -371,6 +371,17 @@ def torch_step(make_opt, x0, g, mode: str):
         return None
 
 
+def bounds(k: int, x0: np.ndarray, g: np.ndarray) -> dict:
+    """The bound with k state arrays, serial and multi-threaded, as two timed methods."""
+    return {"bound_s": Bound(k, False, x0, g).step, "bound_p": Bound(k, True, x0, g).step}
+
+
+def merge_bounds(t: Timings) -> None:
+    """Replace the two bounds' entries of ``t`` (both statistics) by the faster one's."""
+    for d in (t, t.other):
+        d["bound"] = min(d.pop("bound_s"), d.pop("bound_p"))
+
+
 # -- checks --------------------------------------------------------------------------------------
 
 def rel(a, b, ref) -> float:
@@ -495,9 +506,7 @@ def single_tensor(sizes: list[int], rule_names: list, scale: float) -> None:
         g_saved = g.copy()
         for name in rule_names:
             make, k, make_t, np_cls, _, _ = RULES[name]
-            methods = {"minigrad": MgStep(make, x0, g).step,
-                       "bound_s": Bound(k, False, x0, g).step,
-                       "bound_p": Bound(k, True, x0, g).step}
+            methods = {"minigrad": MgStep(make, x0, g).step, **bounds(k, x0, g)}
             for mode in ("fused", "foreach"):
                 s = torch_step(make_t, x0, g, mode)
                 if s is not None:
@@ -548,9 +557,7 @@ def adam_targets(scale: float) -> dict:
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal(TARGET_N).astype(F32)
     g = (0.1 * rng.standard_normal(TARGET_N)).astype(F32)
-    methods = {"minigrad": MgStep(RULES["Adam"][0], x0, g).step,
-               "bound_s": Bound(2, False, x0, g).step,
-               "bound_p": Bound(2, True, x0, g).step}
+    methods = {"minigrad": MgStep(RULES["Adam"][0], x0, g).step, **bounds(2, x0, g)}
     fused = torch_step(RULES["Adam"][2], x0, g, "fused")
     if fused is not None:
         methods["fused"] = fused.step
@@ -561,8 +568,7 @@ def adam_targets(scale: float) -> dict:
     finally:
         Timings.budget = budget
     paired = {d: t.paired("minigrad", d) for d in ("bound", "fused") if d in t or d == "bound"}
-    for d in (t, t.other):
-        d["bound"] = min(d.pop("bound_s"), d.pop("bound_p"))
+    merge_bounds(t)
     print(f"\n== the Adam targets: {TARGET_N:.0e} float32 parameters, timed again on their own "
           f"({t.rounds} rounds x 5 calls; ms per step) ==")
     print("  " + "; ".join(f"{name} {t[name] * 1e3:.3f}" for name in ("minigrad", "bound", "fused")
@@ -629,8 +635,7 @@ def multi_tensor(scale: float) -> dict:
     g_flat = np.concatenate(grads)
     methods = {"minigrad flat": flat.step,
                "minigrad per-tensor": MgModel(arrays, grads, flat=False).step,
-               "bound_s": Bound(2, False, x0, g_flat).step,
-               "bound_p": Bound(2, True, x0, g_flat).step}
+               **bounds(2, x0, g_flat)}
     if torch is not None:
         for mode in ("fused", "foreach"):
             try:
@@ -641,8 +646,7 @@ def multi_tensor(scale: float) -> dict:
     t = interleaved(methods, rounds, 10)
     paired = {"torch fused": t.paired("minigrad flat", "torch fused")} if "torch fused" in t \
         else {}
-    for d in (t, t.other):
-        d["bound"] = min(d.pop("bound_s"), d.pop("bound_p"))
+    merge_bounds(t)
     nbytes = traffic(2) * total
     m = t["minigrad flat"]
     print(f"  ({t.rounds} rounds x 10 calls; ms per step, GB/s of Adam's 28 B/param)")
