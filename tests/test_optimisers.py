@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from minigrad import mx
 from minigrad.optimise import kernels
 
 EPS = 1e-8  # Flux's EPS
@@ -632,6 +633,19 @@ def test_threads_runs_the_faster_variant_and_probes_the_other_ever_more_rarely()
     assert ran[first:first + kernels.Threads.KEEP] == [1] * kernels.Threads.KEEP
 
 
+def test_threads_probes_pay_for_themselves():
+    """After the first probe, a probe of a variant 1.5 times slower comes only after enough
+    calls for its extra time to be at most BUDGET of theirs."""
+    t = _TimedVariants(serial=1.0, parallel=1.5)
+    ran = t.calls(2000)
+    starts = [i for i in range(1, len(ran)) if ran[i] == 1 and ran[i - 1] == 0]
+    gaps = np.diff(starts) - kernels.Threads.KEEP
+    wanted = kernels.Threads.KEEP * 0.5 / kernels.Threads.BUDGET       # 125 calls
+    assert len(starts) >= 3 and gaps.min() >= wanted
+    extra = 0.5 * ran[starts[1]:].count(1)
+    assert extra <= kernels.Threads.BUDGET * (len(ran) - starts[1])
+
+
 def test_threads_follows_a_change_of_the_faster_variant():
     t = _TimedVariants(serial=1.0, parallel=3.0)
     t.calls(300)
@@ -652,6 +666,28 @@ def test_threads_does_not_time_a_call_that_did_no_work_and_runs_what_is_loaded()
     for _ in range(20):
         t.choice.call((None, lambda: ran.append(1)), 1000)
     assert ran == [1] * 20
+
+
+def test_each_large_parameter_keeps_its_own_choice_of_threads(monkeypatch):
+    """Updated one by one, two large parameters of one size class are timed apart: each
+    one's state keeps its own Threads (a call's time runs to the next call, here the other
+    parameter's), and no Threads is shared.  So do the MXNet optimizers' states."""
+    monkeypatch.setattr(kernels, "_threads", {})
+    monkeypatch.setattr(kernels, "BACKGROUND", False)     # the kernels, not NumPy, from the start
+    ps = [np.zeros(BIG, np.float32), np.zeros(BIG + 1000, np.float32)]
+    opt = mg.Optimiser(mg.ClipValue(1.0), mg.Adam())
+    for _ in range(3):
+        for p in ps:
+            mg.update_(opt, p, np.ones_like(p))
+    clip, adam = opt
+    mine = [clip.state[p].threads for p in ps]
+    assert all(isinstance(t, kernels.Threads) for t in mine) and mine[0] is not mine[1]
+    assert [len(t.recent[0]) + len(t.recent[1]) for t in mine] == [2, 2]   # 3 calls each
+    assert adam.state[ps[0]].threads is None        # one kernel for the chain: one choice
+    updater = mx.getupdater(mx.ADAM())
+    updater(0, np.ones(BIG, np.float32), np.zeros(BIG, np.float32))
+    assert isinstance(updater.states[0].threads, kernels.Threads)
+    assert kernels._threads == {}
 
 
 def test_multithreaded_flat_group_chooses_by_time_and_matches_per_parameter_updates():

@@ -116,8 +116,9 @@ def _operands(name: str, W, grad, write_grad: bool = False) -> tuple:
 
 
 def _launch(stages: tuple, update: bool, target: np.ndarray, g: np.ndarray, hypers: tuple,
-            arrays: tuple) -> None:
-    """Run ``stages`` as one fused kernel over ``target`` (and ``g``), in place.
+            arrays: tuple, keeper=None) -> None:
+    """Run ``stages`` as one fused kernel over ``target`` (and ``g``), in place; ``keeper``,
+    the parameter's state, keeps its choice of threads (see :func:`minigrad.optimise.kernels.run`).
 
     ``update=True``: ``target -= step`` and ``g`` is only read.  ``update=False``: ``g`` is
     overwritten with the result.  Non-contiguous arrays are worked on as contiguous copies
@@ -133,7 +134,7 @@ def _launch(stages: tuple, update: bool, target: np.ndarray, g: np.ndarray, hype
     x = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target)
     gf = g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g)
     x, gf = x.reshape(-1), gf.reshape(-1)
-    run(stages, update, x, gf, as_hyper(hypers, x.dtype), *arrays)
+    run(stages, update, x, gf, as_hyper(hypers, x.dtype), *arrays, keeper=keeper)
     if update and not target.flags.c_contiguous:
         target[...] = x.reshape(target.shape)
     if not update and not g.flags.c_contiguous:
@@ -159,11 +160,12 @@ class MxState:
     (array([0.1, 0.1]), 0.81)
     """
 
-    __slots__ = ("stage", "arrays", "scalars", "shape", "dtype")
+    __slots__ = ("stage", "arrays", "scalars", "shape", "dtype", "threads")
 
     def __init__(self, stage: type, arrays: tuple, scalars: list, shape: tuple, dtype):
         self.stage, self.arrays, self.scalars = stage, arrays, scalars
         self.shape, self.dtype = shape, dtype
+        self.threads = None     # the parameter's choice of threads (kernels.run)
 
     def __getattr__(self, name: str):
         try:
@@ -370,7 +372,7 @@ class _Builtin(AbstractOptimizer):
         if not finite_sum(hypers[:1] + hypers[2:]):     # [1] is clip: +∞ when clipping is off
             raise ValueError(f"{type(self).__name__}: this step's hyperparameters are not all "
                              f"finite (scale, clip, λ, then the rule's): {hypers}")
-        _launch((NormGrad, state.stage), True, target, g, hypers, state.arrays)
+        _launch((NormGrad, state.stage), True, target, g, hypers, state.arrays, state)
         state.scalars[:] = scalars
 
     def _hypers(self, state: MxState) -> tuple:

@@ -240,8 +240,10 @@ def operands(name: str, x, g) -> tuple:
 
 # -- one parameter ---------------------------------------------------------------------------------
 
-def _on_gpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list) -> None:
-    """One fused pass as one kernel launch, the hyperparameters as scalars of the dtype."""
+def _on_gpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list,
+            _keeper) -> None:
+    """One fused pass as one kernel launch, the hyperparameters as scalars of the dtype (one
+    launch: no choice of threads to keep)."""
     kernel = fused_kernel(types, update, flat_x.size, target="cuda")
     cast = flat_x.dtype.type
     launch(kernel, flat_x.size, flat_x, flat_d, *map(cast, hypers), *arrays)

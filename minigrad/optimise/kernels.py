@@ -395,10 +395,13 @@ class Threads:
     after a while of serial ones pays for waking the other threads, which the next calls of a
     loop that switched would not.  The other variant takes over if the median of its probe is
     at most :attr:`MARGIN` times the median of the chosen one's last :attr:`KEEP` calls.  The
-    probes come after :attr:`KEEP` calls, then after twice as many calls as the time before
-    (up to :attr:`LONGEST`) while the choice stands, and after :attr:`KEEP` again once it
-    changes: what a probe of the slower variant costs fades, and a program that changes is
-    followed.  ``clock`` is for tests.
+    first probe comes after :attr:`KEEP` calls.  While the choice stands, the gap to the next
+    probe at least doubles (up to :attr:`LONGEST` calls), and is long enough for the probe's
+    extra time, ``KEEP * (ratio - 1)`` calls' worth where ``ratio`` is how much slower the
+    probed variant was, to be at most :attr:`BUDGET` of the gap's: a variant 1.5 times
+    slower is probed again after 125 calls, not 10.  Once the choice changes, the next probe
+    comes after :attr:`KEEP` calls again, to confirm it.  So what probes cost fades fast,
+    and a program that changes is still followed.  ``clock`` is for tests.
 
     >>> now = [0.0]                       # a clock, and kernels that "take" 1 and 3 units
     >>> serial, parallel = (lambda: now.__setitem__(0, now[0] + 1.0),
@@ -406,12 +409,15 @@ class Threads:
     >>> choice = Threads(clock=lambda: now[0])
     >>> for _ in range(70):
     ...     choice.call((serial, parallel), 1)
-    >>> choice.estimate, choice.chosen, now[0]     # 55 serial calls, 3 probes of 5 others
-    ([1.0, 3.0], 0, 100.0)
+    >>> choice.estimate, choice.chosen, now[0]     # 65 serial calls, one probe of 5 others
+    ([1.0, 3.0], 0, 80.0)
+    >>> choice.next_probe                          # 5 * (3 - 1) / 0.02 calls after the probe
+    510
     """
 
     KEEP = 5
     MARGIN = 0.9
+    BUDGET = 0.02
     LONGEST = 1024
 
     def __init__(self, clock=time.perf_counter):
@@ -447,10 +453,13 @@ class Threads:
         self.probing -= 1
         if not self.probing:
             estimate = self.estimate
-            if estimate[variant] <= self.MARGIN * estimate[self.chosen]:
+            chosen = estimate[self.chosen]
+            ratio = estimate[variant] / chosen if chosen else math.inf
+            if ratio <= self.MARGIN:
                 self.chosen, self.interval = variant, self.KEEP
             else:
-                self.interval = min(2 * self.interval, self.LONGEST)
+                paid_for = min(self.KEEP * (ratio - 1) / self.BUDGET, self.LONGEST)
+                self.interval = min(max(2 * self.interval, math.ceil(paid_for)), self.LONGEST)
             self.next_probe = self.calls + self.interval
 
     def call(self, kernels: tuple, size: int, *args):
@@ -473,7 +482,7 @@ class Threads:
         return out
 
 
-_threads: dict = {}         # (rules, update, dtype, size class) -> its Threads
+_threads: dict = {}     # (rules, update, dtype, size class) -> Threads of calls without a keeper
 
 
 def variants(rules: tuple, update: bool, size: int, dtype, target: str = "cpu") -> tuple | None:
@@ -494,10 +503,15 @@ def variants(rules: tuple, update: bool, size: int, dtype, target: str = "cpu") 
 
 
 def run(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
-        *states: np.ndarray) -> None:
+        *states: np.ndarray, keeper=None) -> None:
     """``fused_kernel(rules, update, ...)(x, g, h, *states)`` once a kernel is ready (see
     :func:`ready_kernel`; from :data:`PARALLEL_THRESHOLD` elements, the serial or the
     multi-threaded one as :class:`Threads` picks), the same by :func:`numpy_pass` until then.
+
+    ``keeper``, the parameter's optimiser state, keeps that parameter's :class:`Threads` in its
+    ``threads`` attribute (``None`` at first): each parameter's calls are timed apart, since a
+    call's time runs to the next call, which in a loop over parameters is another parameter's.
+    Calls without one share a :class:`Threads` per kernel and size class.
 
     >>> import numpy as np, minigrad as mg
     >>> x = np.ones(2); run((mg.Descent,), True, x, np.array([1.0, 2.0]), np.array([0.5])); x
@@ -509,8 +523,11 @@ def run(rules: tuple, update: bool, x: np.ndarray, g: np.ndarray, h: np.ndarray,
     elif kernels[1] is None:
         kernels[0](x, g, h, *states)
     else:
-        key = (rules, update, x.dtype, x.size.bit_length())
-        choice = _threads.get(key) or _threads.setdefault(key, Threads())
+        if keeper is None:
+            key = (rules, update, x.dtype, x.size.bit_length())
+            choice = _threads.get(key) or _threads.setdefault(key, Threads())
+        else:
+            choice = keeper.threads = keeper.threads or Threads()
         choice.call(kernels, x.size, x, g, h, *states)
 
 

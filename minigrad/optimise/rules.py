@@ -156,12 +156,14 @@ class AbstractOptimiser:
 
 
 class _State:
-    """One parameter's state for one rule: flat arrays and mutable scalars."""
+    """One parameter's state for one rule: flat arrays and mutable scalars; ``threads``, the
+    parameter's choice of serial or multi-threaded kernel (see ``kernels.run``)."""
 
-    __slots__ = ("arrays", "scalars", "shape")
+    __slots__ = ("arrays", "scalars", "shape", "threads")
 
     def __init__(self, arrays: tuple, scalars: list, shape: tuple):
         self.arrays, self.scalars, self.shape = arrays, scalars, shape
+        self.threads = None
 
     def __getitem__(self, i):
         """The ``i``-th state array, shaped like the parameter."""

@@ -68,9 +68,11 @@ def _check_optimiser(stages: list) -> None:
             stage.check()
 
 
-def _on_cpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list) -> None:
-    """One fused pass on the CPU (see :func:`minigrad.optimise.kernels.run`)."""
-    run(types, update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays)
+def _on_cpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list,
+            keeper) -> None:
+    """One fused pass on the CPU (see :func:`minigrad.optimise.kernels.run`); ``keeper``, the
+    first rule's state for the parameter, keeps the parameter's choice of threads."""
+    run(types, update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays, keeper=keeper)
 
 
 def _place(a) -> str:
@@ -80,8 +82,8 @@ def _place(a) -> str:
 def _fused_pass(rules: list, key, flat_x, flat_d, update: bool, execute=_on_cpu) -> None:
     """Run ``rules`` as one kernel over the flat views; commit their state afterwards.
 
-    ``execute(types, update, flat_x, flat_d, hypers, state_arrays)`` runs the kernel: the CPU's
-    by default; :mod:`minigrad.optimise.cuda` passes the GPU's.
+    ``execute(types, update, flat_x, flat_d, hypers, state_arrays, first_state)`` runs the
+    kernel: the CPU's by default; :mod:`minigrad.optimise.cuda` passes the GPU's.
     """
     states, fresh, hypers, arrays = [], [], [], []
     for rule in rules:
@@ -101,7 +103,7 @@ def _fused_pass(rules: list, key, flat_x, flat_d, update: bool, execute=_on_cpu)
         arrays += state.arrays
     if not finite_sum(hypers):
         _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
-    execute(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays)
+    execute(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays, states[0])
     for rule, state, new in zip(rules, states, fresh, strict=True):
         if type(state.scalars) is SharedScalars:
             # A flat group's member updated on its own: its scalars are its own from now on,
