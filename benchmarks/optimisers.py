@@ -3,7 +3,8 @@
 What it measures (float32 throughout, all methods of one comparison timed in one process, in
 interleaved rounds whose order rotates; every figure is the median over rounds of the mean time
 per call within a round; ``--stat min`` shows the best round instead, and the summary gives
-both):
+both).  Each minigrad step first runs 20 untimed calls (``minigrad.bench.settle_choice``), so
+that its choice of serial or multi-threaded kernel has settled, as in a training loop:
 
 1. Every built-in rule on one tensor of 1e5, 1e6 and 1e7 parameters: ``mg.update_(opt, p, g)``
    against
@@ -77,6 +78,7 @@ from minigrad.bench import (  # noqa: E402  (after the checkout fallback above)
     Timings,
     interleaved,
     load_average,
+    settle_choice,
     traffic,
 )
 
@@ -343,6 +345,7 @@ RULES = {
 class MgStep:
     def __init__(self, make_opt, x0: np.ndarray, g: np.ndarray):
         self.opt, self.p, self.g = make_opt(), mg.param(x0), g
+        settle_choice(self.step)
 
     def step(self) -> None:
         mg.update_(self.opt, self.p, self.g)
@@ -597,6 +600,7 @@ class MgModel:
             self.gs[p] = g
         self.opt = mg.Adam(0.001)
         self.flat = flat
+        settle_choice(self.step)
 
     def step(self) -> None:
         if self.flat:

@@ -32,9 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from .optimise.kernels import Threads
+
 __all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
-           "bound_kernel", "Bound", "SETTLE", "WARM", "Timings", "interleaved", "Row", "throughput",
-           "format_rows"]
+           "bound_kernel", "Bound", "SETTLE", "WARM", "CHOICE_CALLS", "settle_choice", "Timings",
+           "interleaved", "Row", "throughput", "format_rows"]
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -217,6 +219,23 @@ SETTLE = 0.015
 #: went cold); a training loop never pauses, so the timed calls start warm.
 WARM = 0.01
 
+#: Untimed calls of a minigrad step before it is timed: enough for its choice of serial or
+#: multi-threaded kernel (:class:`minigrad.optimise.kernels.Threads`) to run both and confirm
+#: the faster (five calls, a probe of five, five more, the confirming probe), so that what is
+#: timed is a training loop's steady state and not its first 20 steps.
+CHOICE_CALLS = 4 * Threads.KEEP
+
+
+def settle_choice(step) -> None:
+    """Run ``step`` :data:`CHOICE_CALLS` times, untimed.
+
+    >>> from minigrad.bench import settle_choice
+    >>> calls = []; settle_choice(lambda: calls.append(1)); len(calls)
+    20
+    """
+    for _ in range(CHOICE_CALLS):
+        step()
+
 
 class Timings(dict):
     """Seconds per call for each method: the median over rounds (``stat = "min"``: the best
@@ -356,6 +375,7 @@ def throughput(rules: dict, n: int, rounds: int = 9, calls: int = 1,
 
         step()
         wait()      # the first step started loading the kernel in the background: time it only
+        settle_choice(step)
         t = interleaved({"minigrad": step, "bound_s": Bound(k, False, x0, g).step,
                          "bound_p": Bound(k, True, x0, g).step}, rounds, calls)
         which = "p" if t["bound_p"] <= t["bound_s"] else "s"
