@@ -402,10 +402,13 @@ class Threads:
     slower is probed again after 250 calls, not 10.  The budget is 1% because a probe costs
     about twice what its own calls show: on the project's machine, after five serial calls of
     a 1e6-element Adam step the multi-threaded calls ran 0.15 to 0.35 ms slower (on 0.67) for
-    about ten more calls, while the threads that had gone to sleep got going again.  Once the
-    choice changes, the next probe comes after :attr:`KEEP` calls again, to confirm it.  So
-    what probes cost fades fast, and a program that changes is still followed.  ``clock`` is
-    for tests.
+    about ten more calls, while the threads that had gone to sleep got going again.  But the
+    gap grows at most :attr:`GROWTH` times from one probe to the next, so that one probe
+    slowed by something else (another program, another virtual machine) cannot keep the
+    slower variant for hundreds of calls: only a choice confirmed again is kept that long.
+    Once the choice changes, the next probe comes after :attr:`KEEP` calls again, to confirm
+    it.  So what probes cost fades fast, and a program that changes is still followed.
+    ``clock`` is for tests.
 
     >>> now = [0.0]                       # a clock, and kernels that "take" 1 and 3 units
     >>> serial, parallel = (lambda: now.__setitem__(0, now[0] + 1.0),
@@ -413,15 +416,16 @@ class Threads:
     >>> choice = Threads(clock=lambda: now[0])
     >>> for _ in range(70):
     ...     choice.call((serial, parallel), 1)
-    >>> choice.estimate, choice.chosen, now[0]     # 65 serial calls, one probe of 5 others
-    ([1.0, 3.0], 0, 80.0)
-    >>> choice.next_probe                          # 5 * (3 - 1) / 0.01 calls after the probe
-    1010
+    >>> choice.estimate, choice.chosen, now[0]     # 60 serial calls, two probes of 5 others
+    ([1.0, 3.0], 0, 90.0)
+    >>> choice.interval                            # 5 * 8, then 40 * 8 (short of 5 * 2 / 0.01)
+    320
     """
 
     KEEP = 5
     MARGIN = 0.9
     BUDGET = 0.01
+    GROWTH = 8
     LONGEST = 1024
 
     def __init__(self, clock=time.perf_counter):
@@ -463,7 +467,8 @@ class Threads:
                 self.chosen, self.interval = variant, self.KEEP
             else:
                 paid_for = min(self.KEEP * (ratio - 1) / self.BUDGET, self.LONGEST)
-                self.interval = min(max(2 * self.interval, math.ceil(paid_for)), self.LONGEST)
+                self.interval = min(max(2 * self.interval, math.ceil(paid_for)),
+                                    self.GROWTH * self.interval, self.LONGEST)
             self.next_probe = self.calls + self.interval
 
     def call(self, kernels: tuple, size: int, *args):
