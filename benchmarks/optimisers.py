@@ -76,6 +76,7 @@ from minigrad.bench import (  # noqa: E402  (after the checkout fallback above)
     SETTLE,
     Bound,
     Timings,
+    bounds,
     interleaved,
     load_average,
     settle_choice,
@@ -372,11 +373,6 @@ def torch_step(make_opt, x0, g, mode: str):
         return s
     except (TypeError, RuntimeError, ValueError, NotImplementedError):
         return None
-
-
-def bounds(k: int, x0: np.ndarray, g: np.ndarray) -> dict:
-    """The bound with k state arrays, serial and multi-threaded, as two timed methods."""
-    return {"bound_s": Bound(k, False, x0, g).step, "bound_p": Bound(k, True, x0, g).step}
 
 
 def merge_bounds(t: Timings) -> None:

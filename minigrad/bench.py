@@ -35,8 +35,8 @@ from numba import njit, prange
 from .optimise.kernels import Threads
 
 __all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
-           "bound_kernel", "Bound", "SETTLE", "WARM", "CHOICE_CALLS", "settle_choice", "Timings",
-           "interleaved", "Row", "throughput", "format_rows"]
+           "bound_kernel", "Bound", "bounds", "SETTLE", "WARM", "CHOICE_CALLS", "settle_choice",
+           "Timings", "interleaved", "Row", "throughput", "format_rows"]
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -203,6 +203,18 @@ class Bound:
 
     def step(self) -> None:
         self.kernel(*self.args)
+
+
+def bounds(k: int, x0: np.ndarray, g: np.ndarray) -> dict:
+    """The bound with ``k`` state arrays, serial and multi-threaded, as two methods to time,
+    named as :meth:`Timings.paired` expects them (``"bound"`` is the faster in each round).
+
+    >>> import numpy as np
+    >>> from minigrad.bench import bounds
+    >>> sorted(bounds(1, np.zeros(2), np.ones(2)))
+    ['bound_p', 'bound_s']
+    """
+    return {"bound_s": Bound(k, False, x0, g).step, "bound_p": Bound(k, True, x0, g).step}
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -376,8 +388,7 @@ def throughput(rules: dict, n: int, rounds: int = 9, calls: int = 1,
         step()
         wait()      # the first step started loading the kernel in the background: time it only
         settle_choice(step)
-        t = interleaved({"minigrad": step, "bound_s": Bound(k, False, x0, g).step,
-                         "bound_p": Bound(k, True, x0, g).step}, rounds, calls)
+        t = interleaved({"minigrad": step, **bounds(k, x0, g)}, rounds, calls)
         which = "p" if t["bound_p"] <= t["bound_s"] else "s"
         rows.append(Row(name, k, n, t["minigrad"], min(t["bound_s"], t["bound_p"]), which,
                         t.paired("minigrad", "bound"), traffic(k, x0.itemsize) * n, t.rounds))
