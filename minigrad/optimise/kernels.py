@@ -391,23 +391,29 @@ class Threads:
     compute every element alone, so the results are bitwise the same whichever runs.
 
     Calls run the chosen variant (serial at first), and from time to time a *probe* runs the
-    other for :attr:`KEEP` calls in a row: in a row, because the first multi-threaded call
-    after a while of serial ones pays for waking the other threads, which the next calls of a
-    loop that switched would not.  The other variant takes over if the median of its probe is
-    at most :attr:`MARGIN` times the median of the chosen one's last :attr:`KEEP` calls.  The
-    first probe comes after :attr:`KEEP` calls.  While the choice stands, the gap to the next
-    probe at least doubles (up to :attr:`LONGEST` calls), and is long enough for the probe's
-    extra time, ``KEEP * (ratio - 1)`` calls' worth where ``ratio`` is how much slower the
-    probed variant was, to be at most :attr:`BUDGET` of the gap's: a variant 1.5 times
-    slower is probed again after 250 calls, not 10.  The budget is 1% because a probe costs
-    about twice what its own calls show: on the project's machine, after five serial calls of
-    a 1e6-element Adam step the multi-threaded calls ran 0.15 to 0.35 ms slower (on 0.67) for
-    about ten more calls, while the threads that had gone to sleep got going again.  But the
-    gap grows at most :attr:`GROWTH` times from one probe to the next, so that one probe
-    slowed by something else (another program, another virtual machine) cannot keep the
-    slower variant for hundreds of calls: only a choice confirmed again is kept that long.
-    Once the choice changes, the next probe comes after :attr:`KEEP` calls again, to confirm
-    it.  So what probes cost fades fast, and a program that changes is still followed.
+    other for :attr:`KEEP` timed calls in a row: in a row, because the first multi-threaded
+    calls after a while of serial ones are slow, which the next calls of a loop that switched
+    would not be.  So a probe of the multi-threaded variant first runs it untimed for
+    :attr:`WAKE` seconds (at least one call): on the project's machine, after serial calls of
+    a 1e6-element Adam step, the multi-threaded calls took 1.3 to 2 times their steady time
+    for 2 to 4 ms (the other cores' threads, and the cores, waking up), at every size from
+    1e5 to 1e7 elements; timed from their first call, a probe found them no faster than the
+    serial ones and kept the serial kernel at twice the time.  The other variant takes over
+    if the median of its probe is at most :attr:`MARGIN` times the median of the chosen one's
+    last :attr:`KEEP` calls.  The first probe comes after :attr:`KEEP` calls.  While the choice
+    stands, the gap to the next probe at least doubles (up to :attr:`LONGEST` calls), and is
+    long enough for the probe's extra time, ``calls * (ratio - 1)`` calls' worth where
+    ``calls`` counts the probe's calls and ``ratio`` is how much slower the probed variant
+    was, to be at most :attr:`BUDGET` of the gap's: a variant 1.5 times slower is probed
+    again after 250 calls or more, not 10.  The budget is 1% because a probe costs about
+    twice what its own calls show: after five serial calls of a 1e6-element Adam step the
+    multi-threaded calls ran 0.15 to 0.35 ms slower (on 0.67) for about ten more calls, for
+    the same reason.  But the gap grows at most :attr:`GROWTH` times from one probe to the
+    next, so that one probe slowed by something else (another program, another virtual
+    machine) cannot keep the slower variant for hundreds of calls: only a choice confirmed
+    again is kept that long.  Once the choice changes, the next probe comes after
+    :attr:`KEEP` calls again, to confirm it.  So what probes cost fades fast, and a program
+    that changes is still followed.
     ``clock`` is for tests.
 
     >>> now = [0.0]                       # a clock, and kernels that "take" 1 and 3 units
@@ -416,13 +422,14 @@ class Threads:
     >>> choice = Threads(clock=lambda: now[0])
     >>> for _ in range(70):
     ...     choice.call((serial, parallel), 1)
-    >>> choice.estimate, choice.chosen, now[0]     # 60 serial calls, two probes of 5 others
-    ([1.0, 3.0], 0, 90.0)
-    >>> choice.interval                            # 5 * 8, then 40 * 8 (short of 5 * 2 / 0.01)
+    >>> choice.estimate, choice.chosen, now[0]     # 58 serial calls, two probes of 1 + 5 others
+    ([1.0, 3.0], 0, 94.0)
+    >>> choice.interval                            # 5 * 8, then 40 * 8 (short of 6 * 2 / 0.01)
     320
     """
 
     KEEP = 5
+    WAKE = 0.005
     MARGIN = 0.9
     BUDGET = 0.01
     GROWTH = 8
@@ -435,7 +442,9 @@ class Threads:
         self.calls = 0
         self.interval = self.KEEP               # calls from one probe to the next
         self.next_probe = self.KEEP
-        self.probing = 0                        # calls left in the current probe
+        self.probing = 0                        # timed calls left in the current probe
+        self.probe_calls = 0                    # calls of the current (or last) probe so far
+        self.untimed_until = -math.inf          # probe calls starting before this: not timed
         self.last = None                        # (variant, start, elements) of the last call
 
     @property
@@ -443,12 +452,17 @@ class Threads:
         """The median of each variant's recent times (``inf`` before its first)."""
         return [sorted(t)[len(t) // 2] if t else math.inf for t in self.recent]
 
-    def pick(self) -> int:
-        """The variant the next call should run."""
+    def pick(self, now: float) -> int:
+        """The variant the next call, starting at time ``now``, should run."""
         if not self.probing and self.calls >= self.next_probe:
-            self.probing = self.KEEP
+            self.probing, self.probe_calls = self.KEEP, 0
+            if self.chosen == 0:    # probing the multi-threaded variant: wake it up first
+                self.untimed_until = now + self.WAKE
         self.calls += 1
-        return 1 - self.chosen if self.probing else self.chosen
+        if self.probing:
+            self.probe_calls += 1
+            return 1 - self.chosen
+        return self.chosen
 
     def record(self, variant: int, seconds_per_element: float) -> None:
         """Note a call of ``variant`` and its time."""
@@ -466,7 +480,7 @@ class Threads:
             if ratio <= self.MARGIN:
                 self.chosen, self.interval = variant, self.KEEP
             else:
-                paid_for = min(self.KEEP * (ratio - 1) / self.BUDGET, self.LONGEST)
+                paid_for = min(self.probe_calls * (ratio - 1) / self.BUDGET, self.LONGEST)
                 self.interval = min(max(2 * self.interval, math.ceil(paid_for)),
                                     self.GROWTH * self.interval, self.LONGEST)
             self.next_probe = self.calls + self.interval
@@ -482,8 +496,9 @@ class Threads:
         start = self.clock()
         if self.last is not None:
             variant, began, elements = self.last
-            self.record(variant, (start - began) / elements)
-        variant = self.pick()
+            if variant == self.chosen or began >= self.untimed_until:
+                self.record(variant, (start - began) / elements)
+        variant = self.pick(start)
         if kernels[variant] is None:
             variant = 1 - variant
         out = kernels[variant](*args)
