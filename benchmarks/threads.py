@@ -65,7 +65,7 @@ def compare(hidden: int, batch: int, rounds: int, steps: int, optimiser_only: bo
             order = list(SETTINGS)[r % len(SETTINGS):] + list(SETTINGS)[:r % len(SETTINGS)]
             for name in order:
                 forced = SETTINGS[name]
-                kernels.Threads.pick = pick if forced is None else (lambda self, v=forced: v)
+                kernels.Threads.pick = pick if forced is None else (lambda self, now, v=forced: v)
                 step = loops[name]
                 for _ in range(10):                 # untimed: caches, thread pools
                     step()

@@ -582,7 +582,7 @@ BIG = 70_000        # above kernels.PARALLEL_THRESHOLD (65536): the multi-thread
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multithreaded_kernel_matches_serial(name, dtype, monkeypatch):
     assert BIG >= kernels.PARALLEL_THRESHOLD
-    monkeypatch.setattr(kernels.Threads, "pick", lambda self: 1)    # always multi-threaded
+    monkeypatch.setattr(kernels.Threads, "pick", lambda self, now: 1)    # always multi-threaded
     make_opt, make_ref = ALL[name]
     worst, par, _ = _random_run(make_opt, make_ref, dtype, BIG, 7, use_update=False, steps=20)
     if dtype == np.float64:
@@ -730,7 +730,7 @@ def test_multithreaded_flat_group_chooses_by_time_and_matches_per_parameter_upda
             kernels.wait()
             [group] = opt.__dict__["_flat_groups"].values()
             assert group.threads is not None
-            group.threads.pick = lambda variant=variant: variant
+            group.threads.pick = lambda now, variant=variant: variant
             for p, g in zip(ref, values, strict=True):
                 mg.update_(opt_ref, p, g)
         assert group.threads.recent[variant]        # the steps after the first ran that one
