@@ -1345,6 +1345,31 @@ def test_the_kernel_refuses_a_list_of_gradients_of_another_length():
     _assert_unchanged(opt, θ, before)
 
 
+def test_the_kernel_refuses_a_read_only_parameter_and_changes_nothing():
+    """Whether every parameter is still writable, the kernel reads from the views' array
+    objects (the group's checks in Python do not look): a read-only one refuses the whole
+    step, as the NumPy fallback's twin check (``fits``) does."""
+    opt, θ, group, good = _fitted_group()
+    θ[1].data.flags.writeable = False
+    before = _snapshot(opt, θ)
+    assert group.intact([opt], list(θ)) and not group.fits(good)
+    assert not group.step(good) and not group.step(tuple(good))
+    _assert_unchanged(opt, θ, before)
+    θ[1].data.flags.writeable = True
+    assert group.fits(good) and group.step(tuple(good))     # (a tuple is copied into a list)
+
+
+@pytest.mark.parametrize("field, wrong", [("LIST_SIZE", 1), ("WRITEABLE", 0x200), ("DATA", 3)])
+def test_the_layout_check_refuses_offsets_that_are_not_this_processs(field, wrong, monkeypatch):
+    """The kernel reads lists' lengths and arrays' flags at fixed offsets only where
+    ``layout_checked`` found them right (0x200 is NumPy's "not swapped" flag, and word 3 of
+    an array its number of dimensions)."""
+    from minigrad.optimise import _layout
+    assert _layout.layout_checked.__wrapped__()
+    monkeypatch.setattr(_layout, field, wrong)
+    assert not _layout.layout_checked.__wrapped__()
+
+
 @pytest.mark.parametrize("kind", ["read-only", "unpickled"])
 def test_the_kernel_reads_gradients_that_fit_however_they_were_made(kind):
     """A read-only gradient, and one whose dtype object is not NumPy's shared float32 (as

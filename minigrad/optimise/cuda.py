@@ -324,10 +324,6 @@ class DeviceFlatGroup(FlatGroup):
         part.copy_to_device(flat_view(array))
 
     @staticmethod
-    def _writable(views: list) -> bool:
-        return True             # (GPU arrays have no read-only flag)
-
-    @staticmethod
     def _readable_where_they_lie(grads: list) -> list:
         return grads            # (_run copies them into the group's gradient buffer)
 

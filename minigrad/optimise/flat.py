@@ -9,8 +9,9 @@ they share, :class:`SharedScalars`).  Every later step runs the fused kernel onc
 everything, reading each gradient where it lies: the gradients are never copied into a buffer
 of their own.  In a training loop's steady state (the ``Grads`` of the same ``Params`` each
 step, see :func:`steady_step`) a step only checks that the group is intact; the kernel itself
-checks that each gradient is an array of its parameter's shape and dtype (see
-:mod:`minigrad.optimise._pointers`) before it writes anything.
+checks that each gradient is an array of its parameter's shape and dtype, and that each
+parameter is still writable (see :mod:`minigrad.optimise._pointers`), before it writes
+anything.
 
 This applies when the whole chain fuses into one pass, every parameter is a trainable array of
 one native dtype, the parameters' per-parameter scalars (Adam's ``βp``, counters) are in
@@ -108,8 +109,8 @@ class FlatGroup:
     """Parameters of one dtype re-pointed into one buffer, with state buffers alike.
 
     The layout of the state, the checks and the step's bookkeeping live here, once; a group for
-    another kind of memory (:class:`minigrad.optimise.cuda.DeviceFlatGroup`) overrides the five
-    methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`, :meth:`_writable`,
+    another kind of memory (:class:`minigrad.optimise.cuda.DeviceFlatGroup`) overrides the four
+    methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`,
     :meth:`_readable_where_they_lie` and :meth:`_run`.
     """
 
@@ -181,22 +182,17 @@ class FlatGroup:
         return [g if type(g) is np.ndarray and _readable(g) else np.array(g, order="C")
                 for g in grads]
 
-    @staticmethod
-    def _writable(views: list) -> bool:
-        """Whether every parameter's storage is still writable."""
-        return all(map(_writeable, views))
-
     def _versions(self) -> list:
         return [(rule.state, rule.state.version) for rule in self.rules]
 
     def intact(self, rules: list, params: list) -> bool:
         """Still the same rules, with ``params`` (the group's own: groups are found by their
         parameters' ids, and forgotten when one of them dies) stored in this group's buffer,
-        writable, with this group's state and its shared scalars (a parameter updated on its
-        own since has scalars of its own, and breaks the group)."""
+        with this group's state and its shared scalars (a parameter updated on its own since
+        has scalars of its own, and breaks the group).  (Whether they are still writable, the
+        step checks: see :meth:`step`.)"""
         if (len(rules) != len(self.rules) or not all(map(is_, rules, self.rules))
-                or not all(map(is_, map(_data, params), self.x_views))
-                or not self._writable(self.x_views)):
+                or not all(map(is_, map(_data, params), self.x_views))):
             return False
         if any(d is not rule.state or v != rule.state.version
                for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
@@ -210,20 +206,22 @@ class FlatGroup:
             self.versions = self._versions()
         return True
 
-    def gradients(self, grads: list) -> bool:
+    def fits(self, grads: list) -> bool:
         """Whether ``grads`` holds, in order, an array of each parameter's shape and the group's
-        dtype, C-contiguous and aligned: what the kernel checks (see
-        :func:`minigrad.optimise._pointers.gradient_addresses`), in Python."""
+        dtype, C-contiguous and aligned, and every parameter is still writable: what the
+        kernel checks (see :func:`minigrad.optimise._pointers.gradient_addresses`), in
+        Python."""
         n = len(self.x_views)
         return (len(grads) == n and list(map(type, grads)).count(np.ndarray) == n
                 and list(map(_dtype, grads)).count(self.x.dtype) == n
                 and list(map(_shape, grads)) == list(map(_shape, self.x_views))
-                and all(map(_readable, grads)))
+                and all(map(_readable, grads)) and all(map(_writeable, self.x_views)))
 
     def step(self, grads: list) -> bool:
-        """One update of every parameter from ``grads`` (in order) if each is an array of its
-        parameter's shape and the group's dtype, C-contiguous and aligned; returns whether it
-        did the update (if not, nothing was changed)."""
+        """One update of every parameter from ``grads`` (a list, in order) if each is an array
+        of its parameter's shape and the group's dtype, C-contiguous and aligned, and every
+        parameter is still writable; returns whether it did the update (if not, nothing was
+        changed)."""
         first = self.refs[0]()
         hypers = []
         for rule, shared in zip(self.rules, self.scalars, strict=True):
@@ -241,19 +239,20 @@ class FlatGroup:
 
     def _run(self, hypers: list, grads: list) -> bool:
         """The kernel call of one step, reading each gradient where it lies, if every gradient
-        fits (see :meth:`step`); returns whether it ran."""
+        fits and every parameter is writable (see :meth:`step`); returns whether it ran."""
         h = as_hyper(hypers, self.x.dtype)
         kernels = self.kernels or self._loaded_kernels()
         if kernels is None:         # loading in the background (see kernels.py): NumPy for now
-            if not self.gradients(grads):
+            if not self.fits(grads):
                 return False
             flat_g = np.concatenate(list(map(np.ravel, grads)))
             numpy_pass(self.types, True, self.x, flat_g, h, *self.state_arrays)
             return True
-        # (``grads`` holds the gradients alive during the call, so their ids stay theirs.)
-        objects = np.fromiter(map(id, grads), np.intp, len(grads))
-        args = (self.x, objects, self.kinds, self.expected, self.rows, self.items, h,
-                *self.state_arrays)
+        # The kernel reads both lists through their ids: they, and the arrays in them, stay
+        # alive and unchanged during the call (``grads`` is held here, the views by the group).
+        grads = grads if type(grads) is list else list(grads)
+        args = (self.x, id(grads), id(self.x_views), self.kinds, self.expected, self.rows,
+                self.items, h, *self.state_arrays)
         if self.threads is None:
             return kernels[0](*args)
         return self.threads.call(kernels, self.x.size, *args)

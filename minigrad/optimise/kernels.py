@@ -126,13 +126,14 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
     ``target="cpu"``: ``kernel(x, g, h, *states)``, a Numba loop (``prange`` when
     ``parallel``), ``h`` one array of hyperparameters.  ``target="cpu-tensors"``: the same over
     a model's flat buffers, reading the gradients where they lie instead of from one flat
-    buffer: ``kernel(x, objects, kinds, shapes, rows, items, h, *states)`` with ``objects``
-    the ``id`` of each gradient array, checked against ``kinds`` and ``shapes`` (see
-    :func:`minigrad.optimise._pointers.gradient_addresses`; it returns ``False``, writing
-    nothing, if one does not fit, else ``True``), each row of ``rows`` (tensor, start, stop,
-    offset) naming elements ``start:stop`` of that gradient, which belong at
-    ``offset + start`` of the flat buffers, and work item ``k`` (one iteration of the
-    ``prange``) being rows ``items[k]:items[k + 1]``.
+    buffer: ``kernel(x, grads, views, kinds, shapes, rows, items, h, *states)`` with
+    ``grads`` the ``id`` of a list of the gradient arrays, checked against ``kinds`` and
+    ``shapes``, and ``views`` that of the list of the parameters' views into ``x``, checked
+    writable (see :func:`minigrad.optimise._pointers.gradient_addresses`; it returns
+    ``False``, writing nothing, if one does not fit, else ``True``), each row of ``rows``
+    (tensor, start, stop, offset) naming elements ``start:stop`` of that gradient, which
+    belong at ``offset + start`` of the flat buffers, and work item ``k`` (one iteration of
+    the ``prange``) being rows ``items[k]:items[k + 1]``.
     ``target="cuda"``: ``kernel(x, g, h0, h1, ..., *states)``, a ``@cuda.jit`` grid-stride
     kernel taking the hyperparameters as scalars of the parameter's dtype.  All three call the
     same math functions with the same per-element body; only the loop around it differs.
@@ -182,9 +183,9 @@ def _source(maths: tuple, n_states: tuple, n_hypers: tuple, update: bool, parall
         state_args = "".join(", " + s.upper() for s in states)     # the whole flat buffers
         lines += [
             "@njit(cache=True)",
-            f"def kernel(X, objects, kinds, shapes, rows, items, h{state_args}):",
-            "    addresses = np.empty(objects.size, np.intp)",
-            "    if not addresses_of(objects, kinds, shapes, addresses):",
+            f"def kernel(X, grads, views, kinds, shapes, rows, items, h{state_args}):",
+            "    addresses = np.empty(shapes.shape[0], np.intp)",
+            "    if not addresses_of(grads, views, kinds, shapes, addresses):",
             "        return False",
             f"    loop(X, addresses, rows, items, h{state_args})",
             "    return True",
@@ -288,8 +289,9 @@ def _warm(key: tuple):
     one = [np.zeros(1, dtype) for _ in range(2 + sum(len(r.state_fill) for r in rules))]
     h = np.zeros(sum(map(_n_hypers, rules)), dtype)
     if target == "cpu-tensors":
-        none, rows = np.zeros(0, np.intp), np.zeros((0, 4), np.intp)
-        kernel(one[0], none, none, rows, rows, np.zeros(1, np.intp), h, *one[2:])
+        nothing, kinds, rows = [], np.zeros(2, np.intp), np.zeros((0, 4), np.intp)
+        kernel(one[0], id(nothing), id(nothing), kinds, rows, rows, np.zeros(1, np.intp), h,
+               *one[2:])
     else:
         kernel(one[0], one[1], h, *one[2:])
     _ready[key] = kernel
