@@ -397,10 +397,11 @@ class Threads:
     calls after a while of serial ones are slow, which the next calls of a loop that switched
     would not be.  So a probe of the multi-threaded variant first runs it untimed for
     :attr:`WAKE` seconds (at least one call): on the project's machine, after serial calls of
-    a 1e6-element Adam step, the multi-threaded calls took 1.3 to 2 times their steady time
-    for 2 to 4 ms (the other cores' threads, and the cores, waking up), at every size from
-    1e5 to 1e7 elements; timed from their first call, a probe found them no faster than the
-    serial ones and kept the serial kernel at twice the time.  The other variant takes over
+    a 1e6-element Adam step, the multi-threaded calls took 1.3 to 6 times their steady time
+    for 2 to 4 ms, at every size from 1e5 to 1e7 elements, and as much after a busy loop or
+    a sleep on the main thread: the idle core wakes up slowly.  Timed from their first call,
+    a probe found them no faster than the serial ones and kept the serial kernel at twice
+    the time.  The other variant takes over
     if the median of its probe is at most :attr:`MARGIN` times the median of the chosen one's
     last :attr:`KEEP` calls.  The first probe comes after :attr:`KEEP` calls.  While the choice
     stands, the gap to the next probe at least doubles (up to :attr:`LONGEST` calls), and is
