@@ -233,19 +233,27 @@ WARM = 0.01
 
 #: Untimed calls of a minigrad step before it is timed: enough for its choice of serial or
 #: multi-threaded kernel (:class:`minigrad.optimise.kernels.Threads`) to run both and confirm
-#: the faster (five calls, a probe of five, five more, the confirming probe), so that what is
-#: timed is a training loop's steady state and not its first 20 steps.
-CHOICE_CALLS = 4 * Threads.KEEP
+#: the faster (five calls, a probe of five, five more, the confirming probe, and one call more:
+#: a call's time is taken when the next one starts), so that what is timed is a training
+#: loop's steady state and not its first steps.  The probe of the
+#: multi-threaded kernel also runs it untimed for ``Threads.WAKE`` seconds first, so
+#: :func:`settle_choice` runs the step for twice that long on top of these calls (twice:
+#: the waking calls are slower than those it then runs, and one may straddle the deadline).
+CHOICE_CALLS = 4 * Threads.KEEP + 1
 
 
 def settle_choice(step) -> None:
-    """Run ``step`` :data:`CHOICE_CALLS` times, untimed.
+    """Run ``step`` :data:`CHOICE_CALLS` times, then for ``2 * Threads.WAKE`` seconds more,
+    untimed.
 
     >>> from minigrad.bench import settle_choice
-    >>> calls = []; settle_choice(lambda: calls.append(1)); len(calls)
-    20
+    >>> calls = []; settle_choice(lambda: calls.append(1)); len(calls) > 21
+    True
     """
     for _ in range(CHOICE_CALLS):
+        step()
+    end = time.perf_counter() + 2 * Threads.WAKE
+    while time.perf_counter() < end:
         step()
 
 

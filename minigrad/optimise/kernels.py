@@ -401,10 +401,10 @@ class Threads:
     for 2 to 4 ms, at every size from 1e5 to 1e7 elements, and as much after a busy loop or
     a sleep on the main thread: the idle core wakes up slowly.  Timed from their first call,
     a probe found them no faster than the serial ones and kept the serial kernel at twice
-    the time.  The other variant takes over
-    if the median of its probe is at most :attr:`MARGIN` times the median of the chosen one's
-    last :attr:`KEEP` calls.  The first probe comes after :attr:`KEEP` calls.  While the choice
-    stands, the gap to the next probe at least doubles (up to :attr:`LONGEST` calls), and is
+    the time.  The other variant takes over if the median of its probe is at most
+    :attr:`MARGIN` times the median of the chosen one's last :attr:`KEEP` calls.  The first
+    probe comes after :attr:`KEEP` calls.  While the choice stands, the gap to the next
+    probe at least doubles (up to :attr:`LONGEST` calls), and is
     long enough for the probe's extra time, ``calls * (ratio - 1)`` calls' worth where
     ``calls`` counts the probe's calls and ``ratio`` is how much slower the probed variant
     was, to be at most :attr:`BUDGET` of the gap's: a variant 1.5 times slower is probed
