@@ -59,7 +59,7 @@ import numpy as np
 
 from .optimise.flat import SharedScalars
 from .optimise.guard import ApplyIfFinite
-from .optimise.rules import AbstractOptimiser, IdDict, Optimiser, Rule, _State
+from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict, Optimiser, Rule, _State
 from .optimise.step import LegacyOptimiser
 from .schedules import AbstractSchedule, Scheduler, Stateful
 from .tracker import Param, Params, _children, _collect, _describe
@@ -299,7 +299,7 @@ def _nothing(obj, saved, where, names):
 
 
 def _export_attributes(obj) -> dict:
-    return {k: v for k, v in vars(obj).items() if k != "_flat_groups"}
+    return {k: v for k, v in vars(obj).items() if k != FLAT_GROUPS}
 
 
 def _restore_attributes(obj, saved: dict, where: str = "", names: dict | None = None):

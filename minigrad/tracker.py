@@ -328,6 +328,13 @@ class Params:
     def __getitem__(self, i: int) -> Param:
         return list(self._items.values())[i]
 
+    # (Copies and pickles keep the parameters, not the ids they are filed under.)
+    def __getstate__(self) -> list:
+        return list(self)
+
+    def __setstate__(self, xs: list) -> None:
+        self._items = {id(x): x for x in xs}
+
     def __repr__(self) -> str:
         shapes = ", ".join(str(p.shape) for p in self)
         return f"Params([{shapes}])"
@@ -439,6 +446,13 @@ class Grads:
 
     def items(self) -> list:
         return [(p, self._grads[id(p)]) for p in self.params]
+
+    def __getstate__(self) -> tuple:
+        return self.params, self.values()
+
+    def __setstate__(self, state: tuple) -> None:
+        self.params, values = state
+        self._grads = {id(p): g for p, g in zip(self.params, values, strict=True)}
 
     def __repr__(self) -> str:
         return f"Grads(<{len(self.params)} parameters>)"

@@ -83,7 +83,7 @@ def main() -> dict:
     state = opt.state[ps[0]]
     out["dispatch"] = {
         "state_on_device": all(mg.devices.on_device(a) for a in state.arrays),
-        "flat_groups": len(opt.__dict__.get("_device_flat_groups", {})),
+        "flat_groups": len(opt.__dict__.get("_flat_groups", {})),
         "values": mg.cpu(ps[0]).data.tolist(),
         "state_shape": list(state[0].shape),
     }

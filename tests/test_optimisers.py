@@ -18,8 +18,10 @@ Upstream Flux's own tests are ported in ``test_optimisers_upstream.py``.
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
+import pickle
 import weakref
 
 import numpy as np
@@ -1503,6 +1505,62 @@ def test_state_is_freed_with_its_optimiser():
     assert all(r() is None for r in refs)
     for p in ps:       # three fresh optimisers, one first Adam step (η·g/(|g|+ϵ)) each
         np.testing.assert_allclose(np.asarray(p), 1 - 3 * 0.001 / (1 + 1e-8), rtol=1e-15)
+
+
+def _pickled(x):
+    return pickle.loads(pickle.dumps(x))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mg.Adam(),
+    lambda: mg.Optimiser(mg.ExpDecay(), mg.InvDecay(), mg.ClipNorm(1.0), mg.AMSGrad()),
+    lambda: mg.Optimiser(mg.WeightDecay(0.1), SeedMomentum(0.1, 0.9), mg.RAdam()),
+], ids=["Adam", "decays", "user-defined"])
+@pytest.mark.parametrize("form", ["update_", "params"])
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, _pickled], ids=["deepcopy", "pickle"])
+def test_a_copy_of_parameters_and_optimiser_trains_on_as_the_original_does(make, form, copy_of):
+    """``copy.deepcopy((ps, opt))`` or a pickle of both: the copied state belongs to the
+    copied parameters (the "params" form's flat group is left behind and rebuilt), and each
+    side then steps on its own, the same way."""
+    opt = make()
+    ps = [mg.param(np.linspace(-1.0, 1.0, 5) * (k + 1)) for k in range(3)]
+    g = np.array([0.5, -1.0, 0.25, 2.0, -0.75])
+    for _ in range(3):
+        _step_all(opt, form, ps, g)
+    ps2, opt2 = copy_of((ps, opt))
+    assert "_flat_groups" not in vars(opt2)
+    dicts = [d for d in _state_dicts(opt2) if len(d)]
+    assert dicts and all(all(p in d for p in ps2) and not any(p in d for p in ps) for d in dicts)
+    before = [p.data.copy() for p in ps]
+    for _ in range(3):
+        _step_all(opt2, form, ps2, g)
+    for p, b, p2 in zip(ps, before, ps2, strict=True):
+        np.testing.assert_array_equal(p.data, b)        # the copy's steps left these alone
+        assert not np.array_equal(p2.data, b)
+    for _ in range(3):
+        _step_all(opt, form, ps, g)
+    for p, p2 in zip(ps, ps2, strict=True):
+        np.testing.assert_array_equal(p2.data, p.data)
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, _pickled], ids=["deepcopy", "pickle"])
+def test_copies_of_params_grads_and_iddict_are_keyed_by_the_copied_parameters(copy_of):
+    W, b = mg.param([1.0, 2.0]), mg.param([3.0])
+    gs = mg.gradient(lambda: mg.sum(W * W) + mg.sum(b), mg.params(W, b))
+    d = mg.IdDict()
+    d[W] = "W's"
+    ps2, gs2, d2, W2, b2 = copy_of((mg.params(W, b), gs, d, W, b))
+    assert W2 in ps2 and b2 in ps2 and W not in ps2 and list(ps2) == [W2, b2]
+    np.testing.assert_array_equal(gs2[W2], [2.0, 4.0])
+    np.testing.assert_array_equal(gs2[b2], [1.0])
+    with pytest.raises(mg.tracker.NotAParameterError):
+        gs2[W]
+    assert d2[W2] == "W's" and W not in d2 and len(d2) == 1
+    # An IdDict copied on its own copies its keys too, which nothing else holds: they die at
+    # once, and their entries with them (as after ``del W``).
+    alone = copy_of(d)
+    gc.collect()
+    assert len(alone) == 0 and d[W] == "W's"
 
 
 def _replace(opt, form, n):

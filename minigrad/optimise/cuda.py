@@ -301,8 +301,6 @@ class DeviceFlatGroup(FlatGroup):
     flat device buffers for the gradients and the state: :class:`minigrad.optimise.flat.FlatGroup`
     with its memory on the GPU and one kernel launch per step."""
 
-    registry = "_device_flat_groups"
-
     def _gather(self, params: list) -> tuple:
         cuda = cuda_module()
         sizes = [flat_view(p.data).size for p in params]

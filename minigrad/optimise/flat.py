@@ -38,6 +38,7 @@ from .kernels import (
     numpy_pass,
     variants,
 )
+from .rules import FLAT_GROUPS
 
 __all__ = ["FlatGroup", "SharedScalars", "steady_step", "update_flat"]
 
@@ -113,9 +114,6 @@ class FlatGroup:
     methods that touch the memory itself: :meth:`_gather`, :meth:`_fill`,
     :meth:`_readable_where_they_lie` and :meth:`_run`.
     """
-
-    #: The optimiser attribute holding its groups of this kind, keyed by the parameters' ids.
-    registry = "_flat_groups"
 
     def __init__(self, rules: list, params: list):
         self.rules = rules
@@ -279,10 +277,10 @@ def _lockstep(rules: list, params: list) -> bool:
     return True
 
 
-def _forget(owner, registry: str, key) -> None:
+def _forget(owner, key) -> None:
     opt = owner()
     if opt is not None:
-        opt.__dict__.get(registry, {}).pop(key, None)
+        opt.__dict__.get(FLAT_GROUPS, {}).pop(key, None)
 
 
 def _eligible(rules: list, params: list) -> bool:
@@ -304,7 +302,7 @@ def steady_step(opt, rules: list, params: dict, grads: dict) -> bool:
     ``p`` and to its gradient.  Returns whether it did the step (if not, nothing was changed
     and the caller takes the general path)."""
     ids = tuple(params)
-    group = opt.__dict__.get(FlatGroup.registry, {}).get(ids)
+    group = opt.__dict__.get(FLAT_GROUPS, {}).get((FlatGroup, ids))
     return (group is not None and group.intact(rules, list(params.values()))
             and group.step(list(map(grads.get, ids))))
 
@@ -317,8 +315,8 @@ def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:
     nothing was changed).
     """
     params = [p for p, _ in pairs]
-    groups = opt.__dict__.setdefault(kind.registry, {})
-    key = tuple(map(id, params))
+    groups = opt.__dict__.setdefault(FLAT_GROUPS, {})
+    key = (kind, tuple(map(id, params)))
     group = groups.get(key)
     if group is None or not group.intact(rules, params):
         if not _eligible(rules, params):
@@ -329,6 +327,6 @@ def update_flat(opt, rules: list, pairs: list, kind: type = FlatGroup) -> bool:
             # Forget the group (its buffers and state) as soon as one of its parameters dies.
             owner = weakref.ref(opt)
             for p in params:
-                weakref.finalize(p, _forget, owner, kind.registry, key).atexit = False
+                weakref.finalize(p, _forget, owner, key).atexit = False
         group = groups[key] = kind(rules, params)
     return group.step(kind._readable_where_they_lie([g for _, g in pairs]))

@@ -37,6 +37,11 @@ __all__ = [
 #: Flux's default ϵ.
 EPS = 1e-8
 
+#: The optimiser attribute where :mod:`minigrad.optimise.flat` keeps its flat groups, keyed by
+#: group class and parameters' ids.  A group describes where its parameters' memory lies, so
+#: copies, pickles and checkpoints leave it out; the next ``update_`` builds a new one.
+FLAT_GROUPS = "_flat_groups"
+
 
 class IdDict:
     """A dictionary keyed by object identity (Julia's ``IdDict``), for per-parameter state.
@@ -128,6 +133,18 @@ class IdDict:
     def __repr__(self) -> str:
         return f"IdDict(<{len(self)} entries>)"
 
+    # Copies and pickles hold the (key, value) pairs, so that each key's entry follows its
+    # copy: copy a model and its optimiser in one call (``copy.deepcopy((model, opt))``, one
+    # ``pickle.dump``) and the copied state belongs to the copied parameters.  A key copied
+    # without anything else holding it dies at once, and its entry with it.
+    def __getstate__(self) -> list:
+        return [(key, value) for key, value in self.items() if key is not None]
+
+    def __setstate__(self, pairs: list) -> None:
+        self._entries, self.version = {}, 0
+        for key, value in pairs:
+            self[key] = value
+
 
 class AbstractOptimiser:
     """Base of every optimiser.  Subclass it and define ``apply_(self, x, Δ)``.
@@ -153,6 +170,15 @@ class AbstractOptimiser:
 
     def apply_(self, x, Δ):
         raise NotImplementedError(f"{type(self).__name__} must define apply_(self, x, Δ)")
+
+    def __getstate__(self):
+        """What ``copy`` and ``pickle`` keep: every attribute but the flat groups (see
+        :data:`FLAT_GROUPS`)."""
+        state = {k: v for k, v in vars(self).items() if k != FLAT_GROUPS}
+        slots = {name: getattr(self, name) for cls in type(self).__mro__
+                 for name in getattr(cls, "__slots__", ())
+                 if name not in ("__dict__", "__weakref__") and hasattr(self, name)}
+        return (state, slots) if slots else state
 
 
 class _State:
