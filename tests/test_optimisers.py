@@ -659,6 +659,18 @@ def test_threads_does_not_time_the_multithreaded_calls_that_wake_the_threads(mon
     assert t.choice.chosen == 0
 
 
+def test_threads_starts_no_probe_while_the_other_variant_is_loading():
+    """While the multi-threaded kernel loads in the background, a probe that began would run
+    the serial one and let WAKE pass: the waking multi-threaded calls would then be timed once
+    it arrived, and keep the serial kernel.  The probe waits for it instead."""
+    t = _TimedVariants(serial=1.0e-3, parallel=0.45e-3, waking=(4.5e-3, 2.0e-3))
+    for _ in range(20):
+        t.choice.call((t.variant(0), None), 1000)
+    assert t.ran == [0] * 20 and not t.choice.probing and t.choice.chosen == 0
+    ran = t.calls(100)
+    assert ran[0] == 1 and t.choice.chosen == 1      # the probe starts at once, woken first
+
+
 def test_threads_probes_pay_for_themselves():
     """A probe of a variant 1.5 times slower comes only after enough calls for its extra
     time to be at most BUDGET of theirs, once a second probe has confirmed the choice (the

@@ -396,27 +396,27 @@ class Threads:
     other for :attr:`KEEP` timed calls in a row: in a row, because the first multi-threaded
     calls after a while of serial ones are slow, which the next calls of a loop that switched
     would not be.  So a probe of the multi-threaded variant first runs it untimed for
-    :attr:`WAKE` seconds (at least one call): on the project's machine, after serial calls of
-    a 1e6-element Adam step, the multi-threaded calls took 1.3 to 6 times their steady time
-    for 2 to 4 ms, at every size from 1e5 to 1e7 elements, and as much after a busy loop or
-    a sleep on the main thread: the idle core wakes up slowly.  Timed from their first call,
-    a probe found them no faster than the serial ones and kept the serial kernel at twice
-    the time.  The other variant takes over if the median of its probe is at most
-    :attr:`MARGIN` times the median of the chosen one's last :attr:`KEEP` calls.  The first
-    probe comes after :attr:`KEEP` calls.  While the choice stands, the gap to the next
-    probe at least doubles (up to :attr:`LONGEST` calls), and is
-    long enough for the probe's extra time, ``calls * (ratio - 1)`` calls' worth where
-    ``calls`` counts the probe's calls and ``ratio`` is how much slower the probed variant
-    was, to be at most :attr:`BUDGET` of the gap's: a variant 1.5 times slower is probed
-    again after 250 calls or more, not 10.  The budget is 1% because a probe costs about
-    twice what its own calls show: after five serial calls of a 1e6-element Adam step the
-    multi-threaded calls ran 0.15 to 0.35 ms slower (on 0.67) for about ten more calls, for
-    the same reason.  But the gap grows at most :attr:`GROWTH` times from one probe to the
-    next, so that one probe slowed by something else (another program, another virtual
-    machine) cannot keep the slower variant for hundreds of calls: only a choice confirmed
-    again is kept that long.  Once the choice changes, the next probe comes after
-    :attr:`KEEP` calls again, to confirm it.  So what probes cost fades fast, and a program
-    that changes is still followed.
+    :attr:`WAKE` seconds (at least one call): on the project's machine, after serial calls of a
+    1e6-element Adam step, the multi-threaded calls took 1.3 to 6 times their steady time for 2
+    to 4 ms, at every size from 1e5 to 1e7 elements, and as much after a busy loop or a sleep on
+    the main thread: the idle core wakes up slowly.  Timed from their first call, a probe found
+    them no faster than the serial ones and kept the serial kernel at twice the time.  For the
+    same reason a probe waits while the other variant is still loading in the background: begun
+    then, it would run the chosen one and let WAKE pass.  The other variant takes over if the
+    median of its probe is at most :attr:`MARGIN` times the median of the chosen one's last
+    :attr:`KEEP` calls.  The first probe comes after :attr:`KEEP` calls.  While the choice
+    stands, the gap to the next probe at least doubles (up to :attr:`LONGEST` calls), and is
+    long enough for the probe's extra time, ``calls * (ratio - 1)`` calls' worth where ``calls``
+    counts the probe's calls and ``ratio`` is how much slower the probed variant was, to be at
+    most :attr:`BUDGET` of the gap's: a variant 1.5 times slower is probed again after 250 calls
+    or more, not 10.  The budget is 1% because a probe costs about twice what its own calls
+    show: after five serial calls of a 1e6-element Adam step the multi-threaded calls ran 0.15
+    to 0.35 ms slower (on 0.67) for about ten more calls, for the same reason.  But the gap
+    grows at most :attr:`GROWTH` times from one probe to the next, so that one probe slowed by
+    something else (another program, another virtual machine) cannot keep the slower variant for
+    hundreds of calls: only a choice confirmed again is kept that long.  Once the choice
+    changes, the next probe comes after :attr:`KEEP` calls again, to confirm it.  So what probes
+    cost fades fast, and a program that changes is still followed.
     ``clock`` is for tests.
 
     >>> now = [0.0]                       # a clock, and kernels that "take" 1 and 3 units
@@ -455,9 +455,10 @@ class Threads:
         """The median of each variant's recent times (``inf`` before its first)."""
         return [sorted(t)[len(t) // 2] if t else math.inf for t in self.recent]
 
-    def pick(self, now: float) -> int:
-        """The variant the next call, starting at time ``now``, should run."""
-        if not self.probing and self.calls >= self.next_probe:
+    def pick(self, now: float, other_ready: bool = True) -> int:
+        """The variant the next call, starting at time ``now``, should run; a probe is due
+        but waits while the other variant is not ``other_ready`` (still loading)."""
+        if not self.probing and self.calls >= self.next_probe and other_ready:
             self.probing, self.probe_calls = self.KEEP, 0
             if self.chosen == 0:    # probing the multi-threaded variant: wake it up first
                 self.untimed_until = now + self.WAKE
@@ -501,7 +502,7 @@ class Threads:
             variant, began, elements = self.last
             if variant == self.chosen or began >= self.untimed_until:
                 self.record(variant, (start - began) / elements)
-        variant = self.pick(start)
+        variant = self.pick(start, kernels[1 - self.chosen] is not None)
         if kernels[variant] is None:
             variant = 1 - variant
         out = kernels[variant](*args)
