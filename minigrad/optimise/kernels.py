@@ -455,10 +455,9 @@ class Threads:
         """The median of each variant's recent times (``inf`` before its first)."""
         return [sorted(t)[len(t) // 2] if t else math.inf for t in self.recent]
 
-    def pick(self, now: float, other_ready: bool = True) -> int:
-        """The variant the next call, starting at time ``now``, should run; a probe is due
-        but waits while the other variant is not ``other_ready`` (still loading)."""
-        if not self.probing and self.calls >= self.next_probe and other_ready:
+    def pick(self, now: float) -> int:
+        """The variant the next call, starting at time ``now``, should run."""
+        if not self.probing and self.calls >= self.next_probe:
             self.probing, self.probe_calls = self.KEEP, 0
             if self.chosen == 0:    # probing the multi-threaded variant: wake it up first
                 self.untimed_until = now + self.WAKE
@@ -502,7 +501,9 @@ class Threads:
             variant, began, elements = self.last
             if variant == self.chosen or began >= self.untimed_until:
                 self.record(variant, (start - began) / elements)
-        variant = self.pick(start, kernels[1 - self.chosen] is not None)
+        if kernels[1 - self.chosen] is None and not self.probing:
+            self.next_probe = max(self.next_probe, self.calls + 1)     # no probe while it loads
+        variant = self.pick(start)
         if kernels[variant] is None:
             variant = 1 - variant
         out = kernels[variant](*args)
