@@ -1555,6 +1555,31 @@ def test_a_copy_of_parameters_and_optimiser_trains_on_as_the_original_does(make,
         np.testing.assert_array_equal(p2.data, p.data)
 
 
+class _Slotted(mg.AbstractOptimiser):
+    """A user-defined rule keeping its attributes in ``__slots__``: halves the step, counts."""
+
+    __slots__ = ("eta", "steps")
+
+    def __init__(self):
+        self.eta, self.steps = 0.5, mg.IdDict()
+
+    def apply_(self, x, Δ):
+        self.steps[x] = self.steps.get(x, 0) + 1
+        Δ *= self.eta
+        return Δ
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, _pickled], ids=["deepcopy", "pickle"])
+def test_a_copy_keeps_the_slots_of_a_user_defined_optimiser(copy_of):
+    opt, p = _Slotted(), mg.param(np.ones(2))
+    mg.update_(opt, p, np.ones(2))
+    opt2, p2 = copy_of((opt, p))
+    assert opt2.eta == 0.5 and opt2.steps[p2] == 1
+    mg.update_(opt2, p2, np.ones(2))
+    np.testing.assert_array_equal(p2.data, [0.0, 0.0])
+    assert opt2.steps[p2] == 2 and opt.steps[p] == 1
+
+
 @pytest.mark.parametrize("copy_of", [copy.deepcopy, _pickled], ids=["deepcopy", "pickle"])
 def test_copies_of_params_grads_and_iddict_are_keyed_by_the_copied_parameters(copy_of):
     W, b = mg.param([1.0, 2.0]), mg.param([3.0])
