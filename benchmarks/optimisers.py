@@ -3,9 +3,9 @@
 What it measures (float32 throughout, all methods of one comparison timed in one process, in
 interleaved rounds whose order rotates; every figure is the median over rounds of the mean time
 per call within a round; ``--stat min`` shows the best round instead, and the summary gives
-both).  Each minigrad step first runs 21 untimed calls and 10 ms more
-(``minigrad.bench.settle_choice``), so that its choice of serial or multi-threaded kernel has
-settled, as in a training loop:
+both).  Each minigrad step first runs untimed until its choice of serial or multi-threaded
+kernel has settled, as in a training loop (``minigrad.bench.settle_choice``: one call, the
+wait for its kernels, 66 calls and 10 ms more):
 
 1. Every built-in rule on one tensor of 1e5, 1e6 and 1e7 parameters: ``mg.update_(opt, p, g)``
    against

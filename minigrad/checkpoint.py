@@ -59,7 +59,15 @@ import numpy as np
 
 from .optimise.flat import SharedScalars
 from .optimise.guard import ApplyIfFinite
-from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict, Optimiser, Rule, _State
+from .optimise.rules import (
+    FLAT_GROUPS,
+    AbstractOptimiser,
+    IdDict,
+    Optimiser,
+    Rule,
+    _State,
+    slot_values,
+)
 from .optimise.step import LegacyOptimiser
 from .schedules import AbstractSchedule, Scheduler, Stateful
 from .tracker import Param, Params, _children, _collect, _describe
@@ -333,12 +341,7 @@ _BUILTIN = [
 
 def _fields(obj) -> dict:
     """An object's attributes: its ``__dict__`` and its ``__slots__``."""
-    out = dict(getattr(obj, "__dict__", {}))
-    for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
-            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
-                out[name] = getattr(obj, name)
-    return out
+    return {**getattr(obj, "__dict__", {}), **slot_values(obj)}
 
 
 def _restore_fields(obj, saved: dict, where: str, names: dict):

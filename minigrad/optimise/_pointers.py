@@ -76,10 +76,9 @@ def gradient_addresses(grads, views, kinds, shapes, addresses):
     parameters' storage) is writable.  On ``False`` the caller must not use ``addresses``.
     (Compiled by Numba inside the generated kernels; both lists, and their items, must be
     alive and unchanged during the call.)"""
-    head = carray(words(grads), LIST_SIZE + 1)
-    if head[LIST_SIZE] != shapes.shape[0]:
-        return False
     objects = list_items(grads)
+    if objects.size != shapes.shape[0]:
+        return False
     for k in range(objects.size):
         head = carray(words(objects[k]), FLAGS + 1)
         if head[TYPE] != kinds[0]:      # (read first: any object has a type; only arrays more)

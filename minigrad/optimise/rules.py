@@ -43,6 +43,21 @@ EPS = 1e-8
 FLAT_GROUPS = "_flat_groups"
 
 
+def slot_values(obj) -> dict:
+    """``obj``'s attributes kept in ``__slots__`` (those of every class it derives from), by
+    name; unset slots are left out.
+
+    >>> class Point:
+    ...     __slots__ = ("x", "y")
+    >>> p = Point(); p.x = 1.0
+    >>> slot_values(p)
+    {'x': 1.0}
+    """
+    return {name: getattr(obj, name) for cls in type(obj).__mro__
+            for name in getattr(cls, "__slots__", ())
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name)}
+
+
 class IdDict:
     """A dictionary keyed by object identity (Julia's ``IdDict``), for per-parameter state.
 
@@ -175,9 +190,7 @@ class AbstractOptimiser:
         """What ``copy`` and ``pickle`` keep: every attribute but the flat groups (see
         :data:`FLAT_GROUPS`)."""
         state = {k: v for k, v in vars(self).items() if k != FLAT_GROUPS}
-        slots = {name: getattr(self, name) for cls in type(self).__mro__
-                 for name in getattr(cls, "__slots__", ())
-                 if name not in ("__dict__", "__weakref__") and hasattr(self, name)}
+        slots = slot_values(self)
         return (state, slots) if slots else state
 
 
