@@ -11,6 +11,8 @@
   process loads (Numba's ``cache_hits``).
 * Two threads training two models at once (both compiling, then both in the multi-threaded
   kernel) get bit for bit what they get one after the other.
+* A loader thread compiling a kernel leaves ``sys.stdout`` and ``sys.stderr`` alone (Numba's
+  error messages, through colorama, would set them for the whole process).
 """
 
 from __future__ import annotations
@@ -265,3 +267,43 @@ def test_two_threads_train_two_models_at_once(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["OK", str(tmp_path / "cache")]
+
+
+
+@pytest.mark.parametrize("numba_first", [False, True], ids=["numba-imported-by-the-loader",
+                                                             "numba-imported-before"])
+def test_a_loader_thread_compiling_kernels_leaves_the_streams_alone(tmp_path, numba_first):
+    """Numba builds each error message (thousands while it compiles a kernel) inside
+    colorama's init()/deinit(), which set sys.stdout and sys.stderr for the whole process;
+    from a loader thread that undid the main thread's redirections (a print under capsys went
+    to the old stream).  In a fresh process with a fresh cache, count colorama's init() calls
+    from other threads than the main one while a kernel compiles in the background: none,
+    whether the loader thread imports Numba or the program did before; about a hundred to
+    thousands without minigrad's guard."""
+    pytest.importorskip("colorama")
+    script = textwrap.dedent("""
+        import sys, threading
+        sys.path.insert(0, sys.argv[1])
+        import colorama
+        calls = []                              # the threads that called colorama.init()
+        real = colorama.init
+        colorama.init = lambda *a, **k: (calls.append(threading.current_thread()),
+                                         real(*a, **k))[1]
+        if sys.argv[2] == "True":
+            import numba.core.errors
+            assert hasattr(numba.core.errors, "ColorShell")    # marking up through colorama
+        import numpy as np, minigrad as mg
+        from minigrad.optimise import kernels
+        p = mg.param(np.ones(5))
+        mg.update_(mg.Optimiser(mg.ClipNorm(2.0), mg.NAdam()), p, np.ones(5))
+        loaders = kernels.wait() and "numba.core.errors" in sys.modules
+        import numba.core.errors
+        print(loaders, sum(t is not threading.main_thread() for t in calls),
+              "a b" in str(numba.core.errors.TypingError("a b")))
+    """)
+    env = clean_env(MINIGRAD_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", None)     # (minigrad set it here)
+    out = subprocess.run([sys.executable, "-c", script, ROOT, str(numba_first)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["True", "0", "True"]

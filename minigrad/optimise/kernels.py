@@ -33,6 +33,7 @@ been faster (:class:`Threads`).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import importlib.util
 import inspect
@@ -307,6 +308,30 @@ def _load_in_background(key: tuple) -> None:
         _loading.pop(key, None)
 
 
+def _plain_numba_errors() -> None:
+    """Keep Numba's error messages off ``sys.stdout`` and ``sys.stderr`` before a loader thread
+    starts.
+
+    With colorama installed (mkdocs-material, among others, brings it), Numba builds each
+    error message inside colorama's ``init()`` and ``deinit()`` (its ``ColorShell``), which
+    set ``sys.stdout`` and ``sys.stderr`` for the whole process and then put back the streams
+    they found; compiling one kernel builds thousands of messages that Numba catches itself.
+    In a loader thread that undoes what the main thread redirects meanwhile: a ``print`` under
+    ``contextlib.redirect_stdout``, or under pytest's ``capsys``, went to the stream from
+    before (seen as a seed script's output missing from ``capsys`` in two full test runs),
+    and a redirection could outlive its ``with``.  If Numba is not imported yet (the loader
+    thread will), ``NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING`` keeps it from colorama
+    altogether (its messages then lose the bold of its default scheme; child processes
+    inherit the variable).  If it is, its ``ColorShell`` becomes a no-op: it only builds
+    strings, so the messages stay the same.
+    """
+    errors = sys.modules.get("numba.core.errors")
+    if errors is None:
+        os.environ.setdefault("NUMBA_DISABLE_ERROR_MESSAGE_HIGHLIGHTING", "1")
+    elif hasattr(errors, "ColorShell"):      # imported already, marking up through colorama
+        errors.ColorShell = contextlib.nullcontext
+
+
 def ready_kernel(rules: tuple, update: bool, size: int, dtype, target: str = "cpu"):
     """The CPU kernel of :func:`fused_kernel`, ready to run on arrays of ``dtype``, or ``None``
     while it is being loaded in a background thread (which the first such call starts).
@@ -326,6 +351,7 @@ def ready_kernel(rules: tuple, update: bool, size: int, dtype, target: str = "cp
         return _warm(key)
     with _lock:
         if key not in _loading and key not in _ready:
+            _plain_numba_errors()
             thread = threading.Thread(target=_load_in_background, args=(key,), daemon=True,
                                       name="minigrad kernel loader")
             _loading[key] = thread
