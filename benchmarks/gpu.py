@@ -12,9 +12,9 @@ What it does, in one process, printing every figure as it goes:
 2. PTX: every stage type's float32 kernel (Flux rules and ``minigrad.mx`` stages) compiled to
    PTX for this GPU and searched for float64 instructions (``.f64``).
 3. Validation: every stage type's CUDA kernel against its CPU kernel over 10 steps on 65 536
-   float32 elements (:func:`minigrad.optimise.cuda.check_kernels`), and every Flux rule through
+   float32 elements (:func:`minigrad.optimise.gpu_checks.check_kernels`), and every Flux rule through
    ``update_``/``apply_`` on GPU arrays, ClipNorm, a composed chain and the flat-buffer Params
-   form (:func:`minigrad.optimise.cuda.check_rules`), each against the CPU: largest difference
+   form (:func:`minigrad.optimise.gpu_checks.check_rules`), each against the CPU: largest difference
    relative to the largest parameter.  The same update through a PyTorch CUDA tensor and a CuPy
    array (``__cuda_array_interface__``, no host copies) must give the same values.
 4. End to end (needs CuPy): an MLP (784-256-256-10, float32) trained for 200 Adam steps on the
@@ -51,6 +51,8 @@ except ImportError:  # not installed: use the checkout this folder lives in
     import minigrad as mg
 
 from minigrad.optimise import cuda as gk
+from minigrad.optimise import gpu_checks
+from minigrad.optimise.kernels import fused_kernel
 
 
 def header() -> None:
@@ -74,8 +76,8 @@ def check_ptx() -> bool:
     from numba import cuda
     cc = cuda.get_current_device().compute_capability
     bad = {}
-    for name, stage in sorted(gk.stage_types().items()):
-        lines = [ln.strip() for ln in gk.ptx((stage,), dtype=np.float32, cc=cc).splitlines()
+    for name, stage in sorted(gpu_checks.stage_types().items()):
+        lines = [ln.strip() for ln in gpu_checks.ptx((stage,), dtype=np.float32, cc=cc).splitlines()
                  if ".f64" in ln]
         if lines:
             bad[name] = lines[:2]
@@ -87,9 +89,9 @@ def check_ptx() -> bool:
 def validate(tolerance: float) -> bool:
     ok = True
     for title, errors in (("kernels (65536 elements, 10 steps)",
-                           gk.check_kernels(size=65536, steps=10)),
+                           gpu_checks.check_kernels(size=65536, steps=10)),
                           ("update_/apply_ (4096 elements, 10 steps)",
-                           gk.check_rules(size=4096, steps=10))):
+                           gpu_checks.check_rules(size=4096, steps=10))):
         worst = max(errors, key=errors.get)
         failed = {k: f"{v:.2e}" for k, v in errors.items() if not v <= tolerance}
         ok &= not failed
@@ -192,7 +194,7 @@ def _measure(n: int, rounds: int) -> dict:
     opt = mg.Adam(1e-3)
     mg.update_(opt, x, g)                                       # compiles, allocates state
     state = opt.state[x]
-    kernel = gk.fused_kernel((mg.Adam,), True, n, target="cuda")
+    kernel = fused_kernel((mg.Adam,), True, n, target="cuda")
     xv, gv = cuda.as_cuda_array(x), cuda.as_cuda_array(g)
     hypers = [np.float32(h) for h in opt.hypers(state.scalars, x, None)]
     tp = torch.nn.Parameter(torch.randn(n, device="cuda"))

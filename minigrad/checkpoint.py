@@ -63,12 +63,12 @@ from .optimise.rules import (
     FLAT_GROUPS,
     AbstractOptimiser,
     IdDict,
+    LegacyOptimiser,
     Optimiser,
     Rule,
     _State,
     slot_values,
 )
-from .optimise.step import LegacyOptimiser
 from .schedules import AbstractSchedule, Scheduler, Stateful
 from .tracker import Param, Params, _children, _collect, _describe
 

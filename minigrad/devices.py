@@ -3,7 +3,8 @@
 A *GPU array* is any array exposing ``__cuda_array_interface__``: a Numba device array, a CuPy
 array or a PyTorch CUDA tensor (and the CUDA simulator's arrays, for tests).  The optimisers
 run on GPU arrays with CUDA kernels compiled from the same per-element math as their CPU
-kernels (:mod:`minigrad.optimise.cuda`), without copying through the host.
+kernels (:mod:`minigrad.optimise.cuda`), without copying through the host.  The helpers that
+tell where an array lives are in :mod:`minigrad.arrays` (re-exported here).
 
 * :func:`gpu` moves host arrays to the GPU: to CuPy arrays when CuPy is installed (then the
   autograd runs on the GPU too, through NumPy's dispatch to CuPy), else to Numba device arrays
@@ -26,117 +27,23 @@ says what to install.
 from __future__ import annotations
 
 import copy
-import os
-import types
 
 import numpy as np
 
+from .arrays import (  # (re-exported: minigrad.devices.on_device etc. are public)
+    CUDAUnavailableError,
+    array_module,
+    as_array,
+    cuda_module,
+    device_dtype,
+    library,
+    on_device,
+    simulated,
+)
+from .tracker import _NOT_MODELS, Node, Param, Params
+
 __all__ = ["gpu", "cpu", "on_device", "array_module", "as_array", "device_dtype",
            "CUDAUnavailableError", "cuda_module"]
-
-#: What to install for GPU support, named in every error about it.
-INSTALL = 'pip install "minigrad[gpu]"  (the numba-cuda package)'
-
-
-class CUDAUnavailableError(RuntimeError):
-    """No usable CUDA: ``numba-cuda`` is missing, or no GPU/driver was found."""
-
-
-def on_device(a) -> bool:
-    """Whether ``a`` is a GPU array (exposes ``__cuda_array_interface__``, or is a Numba or
-    CUDA-simulator device array).  Cheap for NumPy arrays, and never imports ``numba.cuda``.
-
-    >>> import numpy as np, minigrad as mg
-    >>> mg.devices.on_device(np.zeros(3)), mg.devices.on_device(3.0)
-    (False, False)
-    """
-    if type(a) is np.ndarray:
-        return False
-    return bool(getattr(type(a), "__cuda_ndarray__", False)) or hasattr(
-        a, "__cuda_array_interface__")
-
-
-def _library(a) -> str:
-    """``"cupy"``, ``"torch"`` or ``"numba"`` (a Numba or simulator device array)."""
-    root = type(a).__module__.partition(".")[0]
-    return root if root in ("cupy", "torch") else "numba"
-
-
-def array_module(a):
-    """The array module for ``a``'s values: :mod:`cupy` for CuPy arrays, else :mod:`numpy`.
-
-    Trainable arrays are looked through.  Use it to write code that runs on both
-    (``xp = array_module(x); xp.exp(x)``).
-
-    >>> import numpy as np, minigrad as mg
-    >>> mg.devices.array_module(mg.param([1.0])) is np
-    True
-    """
-    if type(a) is np.ndarray:
-        return np
-    from .tracker import Node
-    if isinstance(a, Node):
-        a = a.data
-    if type(a).__module__.partition(".")[0] == "cupy":
-        import cupy
-        return cupy
-    return np
-
-
-def as_array(a):
-    """``a`` as an array without leaving its device: GPU arrays as they are, anything else
-    through ``np.asarray``.
-
-    >>> import minigrad as mg
-    >>> mg.devices.as_array([1.0, 2.0])
-    array([1., 2.])
-    """
-    if type(a) is np.ndarray or on_device(a):
-        return a
-    return np.asarray(a)
-
-
-def device_dtype(a) -> np.dtype:
-    """The NumPy dtype of array ``a`` (host or GPU; PyTorch's dtypes are translated).
-
-    >>> import numpy as np, minigrad as mg
-    >>> mg.devices.device_dtype(np.zeros(2, np.float32))
-    dtype('float32')
-    """
-    dtype = getattr(a, "dtype", None)
-    if isinstance(dtype, np.dtype):
-        return dtype
-    return np.dtype(a.__cuda_array_interface__["typestr"])
-
-
-def cuda_module():
-    """``numba.cuda``, imported on first use, after checking that it can run kernels.
-
-    Raises :class:`CUDAUnavailableError` naming what to install when ``numba-cuda`` is missing,
-    or what is missing when there is no GPU or driver (``NUMBA_ENABLE_CUDASIM=1`` runs the
-    kernels in Numba's simulator instead, slowly, for tests).
-    """
-    global _cuda
-    if _cuda is not None:
-        return _cuda
-    try:
-        from numba import cuda
-    except ImportError as err:     # pragma: no cover (numba-cuda is a test dependency)
-        raise CUDAUnavailableError(f"GPU support needs numba-cuda: {INSTALL}") from err
-    if not cuda.is_available():
-        raise CUDAUnavailableError(
-            "no usable CUDA GPU: numba.cuda found no GPU or no CUDA driver "
-            f"(GPU support needs an NVIDIA GPU, its driver and {INSTALL}; "
-            "set NUMBA_ENABLE_CUDASIM=1 to run the CUDA kernels in Numba's simulator)")
-    _cuda = cuda
-    return cuda
-
-
-_cuda = None
-
-
-def _simulated() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
 def _to_gpu_array(a):
@@ -144,7 +51,7 @@ def _to_gpu_array(a):
         return a
     a = np.asarray(a)
     cuda = cuda_module()        # checks for a usable GPU first, even when CuPy is there
-    if not _simulated():
+    if not simulated():
         try:
             import cupy
         except ImportError:
@@ -157,17 +64,12 @@ def _to_gpu_array(a):
 def _to_host_array(a):
     if not on_device(a):
         return a
-    library = _library(a)
-    if library == "cupy":
+    kind = library(a)
+    if kind == "cupy":
         return a.get()
-    if library == "torch":
+    if kind == "torch":
         return a.detach().cpu().numpy()
     return a.copy_to_host()
-
-
-# Objects with a __dict__ that are code or namespaces, not models holding parameters.
-_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
-               type)
 
 
 def _fmap(move, x, memo: dict):
@@ -176,8 +78,6 @@ def _fmap(move, x, memo: dict):
     Containers and objects are rebuilt only where something inside changed; an object seen
     twice (tied weights) maps to the same result.
     """
-    from .tracker import Node, Param, Params
-
     key = id(x)
     if key in memo:
         return memo[key][1]

@@ -16,11 +16,13 @@ The operations themselves (and the Python operators bound to trainable arrays) l
 from __future__ import annotations
 
 import threading
+import types
 from collections.abc import Iterable, Iterator
+from operator import attrgetter, is_
 
 import numpy as np
 
-from .devices import _NOT_MODELS, array_module, as_array, device_dtype, on_device
+from .arrays import array_module, as_array, device_dtype, library, on_device
 
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
@@ -116,7 +118,7 @@ class Param(Node):
     ((1, 2), dtype('float64'))
     """
 
-    __slots__ = ("_grad", "__weakref__")
+    __slots__ = ("_grad", "flat", "__weakref__")
     is_leaf = True
 
     def __init__(self, value: np.ndarray):
@@ -129,6 +131,12 @@ class Param(Node):
         self.data = value
         self.g = None
         self._grad = None
+        #: The :class:`FlatBuffer` this parameter's storage is a view into, or ``None``.
+        self.flat = None
+
+    # Copies and pickles own their storage: they leave the flat buffer behind.
+    def __getstate__(self) -> tuple:
+        return None, {"data": self.data, "g": None, "_grad": self._grad, "flat": None}
 
     @property
     def grad(self) -> np.ndarray:
@@ -175,10 +183,18 @@ class NotAParameterError(KeyError):
 
 
 def _describe(x) -> str:
+    """``x`` in words, for error messages: what it is, its dtype and shape (and, for a GPU
+    array, its library)."""
+    holder = ""
     if isinstance(x, Node):
-        return f"a {type(x).__name__.lower()} of dtype {x.dtype} and shape {x.shape}"
+        if type(x.data) is np.ndarray:
+            return f"a {type(x).__name__.lower()} of dtype {x.dtype} and shape {x.shape}"
+        holder, x = f"a {type(x).__name__.lower()} holding ", x.data
     if isinstance(x, np.ndarray):
-        return f"a numpy array of dtype {x.dtype} and shape {x.shape}"
+        return f"{holder}a numpy array of dtype {x.dtype} and shape {x.shape}"
+    if on_device(x):
+        return (f"{holder}a {library(x)} GPU array of dtype {device_dtype(x)} and shape "
+                f"{tuple(x.shape)}")
     return f"{type(x).__name__} {x!r}"[:120]
 
 
@@ -284,6 +300,74 @@ def _backprop(tape: Tape, loss: Node) -> list:
     return leaves
 
 
+# -- flat buffers ---------------------------------------------------------------------------------
+
+_data = attrgetter("data")
+
+
+class FlatBuffer:
+    """Parameters of one dtype whose storage is one contiguous buffer, in order.
+
+    ``data`` is the flat buffer, ``views[i]`` the ``i``-th parameter's storage (its ``.data``,
+    shaped like it) and ``starts[i]:starts[i + 1]`` its elements in ``data``.  The optimisers
+    build one when they first update several parameters together
+    (:mod:`minigrad.optimise.flat`); from then on :func:`gradient` taken with exactly these
+    parameters writes their gradients into one flat buffer laid out alike (``Grads.flat``), so
+    that one kernel call updates them all, and an all-reduce (``minigrad.distributed``) sums
+    them in one call.
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
+    >>> gs = mg.gradient(lambda: mg.sum(ps[0]) + mg.sum(ps[1]), ps)
+    >>> _ = mg.update_(mg.Descent(0.5), ps, gs)        # moves both into one buffer
+    >>> ps[0].flat.data
+    array([0.5, 0.5, 0.5, 0.5, 0.5])
+    >>> gs = mg.gradient(lambda: mg.sum(ps[0]) + mg.sum(2 * ps[1]), ps)
+    >>> gs.flat, gs[ps[1]].base is gs.flat
+    (array([1., 1., 2., 2., 2.]), True)
+    """
+
+    __slots__ = ("data", "views", "starts", "ids", "__weakref__")
+
+    def __init__(self, data, views: list, starts: list, params: list):
+        self.data, self.views, self.starts = data, views, starts
+        self.ids = tuple(map(id, params))
+
+    def holds(self, ps: Params) -> bool:
+        """Whether ``ps`` is exactly this buffer's parameters, in order, each still stored in
+        it (a parameter whose ``.data`` was reassigned no longer is)."""
+        return (tuple(ps._items) == self.ids
+                and all(map(is_, map(_data, ps._items.values()), self.views)))
+
+
+def _flat_grads(gs: Grads, leaves: list) -> bool:
+    """Store the gradients of ``gs``'s parameters that reach ``leaves`` as views into one new
+    flat buffer laid out as their :class:`FlatBuffer` (zeros where the loss does not depend
+    on a parameter, whose gradient stays ``None``), if they live in one; return whether."""
+    ps = gs.params
+    first = next(iter(ps._items.values()), None)
+    buffer = first.flat if first is not None else None
+    if buffer is None or not buffer.holds(ps):
+        return False
+    data = buffer.data
+    xp = np if type(data) is np.ndarray else array_module(data)
+    flat = xp.empty(data.size, dtype=data.dtype)
+    reached = set()
+    slot = dict(zip(buffer.ids, range(len(buffer.ids)), strict=True))
+    for leaf in leaves:
+        i = slot.get(id(leaf))
+        if i is None:
+            continue
+        view = flat[buffer.starts[i]:buffer.starts[i + 1]].reshape(leaf.data.shape)
+        view[...] = leaf.g
+        gs._grads[id(leaf)] = view
+        reached.add(i)
+    for i in set(range(len(buffer.ids))) - reached:
+        flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
+    gs.flat = flat
+    return True
+
+
 # -- Params and Grads ----------------------------------------------------------------------------
 
 class Params:
@@ -365,6 +449,11 @@ def params(*xs) -> Params:
     return ps
 
 
+# Objects with a __dict__ that are code or namespaces, not models holding parameters.
+_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
+               type)
+
+
 def _children(x):
     """What :func:`params` walks into: ``(key, child)`` pairs of a container (a set's keys are
     ``None``) or of a model's attributes; ``None`` for anything else (arrays, numbers, code)."""
@@ -407,11 +496,14 @@ class Grads:
     array([2., 4.])
     """
 
-    __slots__ = ("params", "_grads")
+    __slots__ = ("params", "_grads", "flat")
 
     def __init__(self, ps: Params):
         self.params = ps
         self._grads: dict[int, np.ndarray | None] = dict.fromkeys(ps._items)
+        #: All the gradients in one flat array, each ``grads[p]`` a view into it, when the
+        #: parameters live in one :class:`FlatBuffer` (laid out alike); else ``None``.
+        self.flat = None
 
     def __getitem__(self, x) -> np.ndarray | None:
         try:
@@ -428,6 +520,7 @@ class Grads:
         if x not in self.params:
             self.params.append(x)
         self._grads[id(x)] = g
+        self.flat = None        # the gradients no longer all lie in it
 
     def __contains__(self, x) -> bool:
         return x in self.params
@@ -453,6 +546,7 @@ class Grads:
     def __setstate__(self, state: tuple) -> None:
         self.params, values = state
         self._grads = {id(p): g for p, g in zip(self.params, values, strict=True)}
+        self.flat = None
 
     def __repr__(self) -> str:
         return f"Grads(<{len(self.params)} parameters>)"
@@ -511,10 +605,12 @@ def _run(f, args: tuple, check_finite: bool):
 def _implicit(f, ps: Params, check_finite: bool):
     value, leaves = _run(f, (), check_finite)
     gs = Grads(ps)
-    handed_out: set = set()
+    if not _flat_grads(gs, leaves):
+        handed_out: set = set()
+        for leaf in leaves:
+            if leaf in ps:
+                gs._grads[id(leaf)] = _own(leaf.g, leaf.data, handed_out)
     for leaf in leaves:
-        if leaf in ps:
-            gs._grads[id(leaf)] = _own(leaf.g, leaf.data, handed_out)
         leaf.g = None
     return value, gs
 
@@ -698,9 +794,10 @@ def update_(x, Δ, *rest):
         if len(rest) != 1:
             raise TypeError(f"update_ takes (x, Δ), (opt, x, x̄) or (opt, ps, gs); got "
                             f"{2 + len(rest)} arguments")
-        from .optimise.step import update_ as optimiser_update
         opt, xs, gs = x, Δ, rest[0]
-        optimiser_update(opt, xs, gs)
+        if not callable(getattr(opt, "update_", None)):
+            raise TypeError(f"update_(opt, x, x̄): {opt!r} is not an optimiser")
+        opt.update_(xs, gs)     # (AbstractOptimiser.update_: minigrad.optimise.update_)
         for p in xs if isinstance(xs, (Params, list, tuple)) else (xs,):
             if isinstance(p, Param):
                 p._grad = None

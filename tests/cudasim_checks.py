@@ -16,7 +16,7 @@ import weakref
 import numpy as np
 
 import minigrad as mg
-from minigrad.optimise import cuda as gpu_kernels
+from minigrad.optimise import gpu_checks as gpu_kernels
 
 
 def _moved_by_hand(to_gpu: bool) -> None:

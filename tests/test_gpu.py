@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.optimise import cuda as gpu_kernels
+from minigrad.optimise import gpu_checks as gpu_kernels
 from minigrad.optimise import kernels, rules
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,10 @@ import unicodedata
 
 import numpy as np
 
-from ..optimise.kernels import as_hyper, finite_sum, fused_kernel, run
+from ..arrays import device_dtype, on_device
+from ..optimise import cpu
+from ..optimise.backend import backend_for, backend_of
+from ..optimise.kernels import finite_sum
 from ..tracker import Node, _describe
 from . import LearningRate, Momentum
 from .base import (
@@ -71,18 +74,6 @@ class NormGrad:
 
 # -- operands, state and the kernel launch -------------------------------------------------------
 
-def _on_device(a) -> bool:
-    """Whether ``a`` is a GPU array (see :mod:`minigrad.devices`), without importing CUDA."""
-    return type(a) is not np.ndarray and (bool(getattr(type(a), "__cuda_ndarray__", False))
-                                          or hasattr(a, "__cuda_array_interface__"))
-
-
-def _gpu():
-    """:mod:`minigrad.optimise.cuda`, imported at the first GPU step."""
-    from ..optimise import cuda
-    return cuda
-
-
 def _operands(name: str, W, grad, write_grad: bool = False) -> tuple:
     """The storage of ``W`` and ``grad`` as NumPy arrays, after every check on them."""
     target = W.data if isinstance(W, Node) else W
@@ -91,9 +82,9 @@ def _operands(name: str, W, grad, write_grad: bool = False) -> tuple:
             and g.dtype == target.dtype and g.shape == target.shape
             and target.flags.writeable and (not write_grad or g.flags.writeable)):
         return target, g        # the common case, checked cheaply
-    if _on_device(target) or _on_device(g):
+    if on_device(target) or on_device(g):
         # GPU arrays: the checks (and later the kernels) of minigrad.optimise.cuda.
-        return _gpu().operands(name, W, grad)
+        return backend_for(name, W, grad).operands(name, W, grad, not write_grad)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{name}: W must be a NumPy array or a trainable array, got "
                         f"{_describe(W)}")
@@ -115,30 +106,22 @@ def _operands(name: str, W, grad, write_grad: bool = False) -> tuple:
     return target, g
 
 
-def _launch(stages: tuple, update: bool, target: np.ndarray, g: np.ndarray, hypers: tuple,
-            arrays: tuple, keeper=None) -> None:
-    """Run ``stages`` as one fused kernel over ``target`` (and ``g``), in place; ``keeper``,
-    the parameter's state, keeps its choice of threads (see :func:`minigrad.optimise.kernels.run`).
+def _launch(stages: tuple, update: bool, target, g, hypers: tuple, arrays: tuple) -> None:
+    """Run ``stages`` as one fused kernel over ``target`` (and ``g``), in place, on their
+    backend (see :mod:`minigrad.optimise.backend`).
 
     ``update=True``: ``target -= step`` and ``g`` is only read.  ``update=False``: ``g`` is
-    overwritten with the result.  Non-contiguous arrays are worked on as contiguous copies
-    and written back.  GPU arrays (checked C-contiguous) run the CUDA kernel generated from the
-    same math, with the hyperparameters passed as scalars of the array's dtype.
+    overwritten with the result.  Non-contiguous host arrays are worked on as contiguous
+    copies and written back (GPU arrays are checked C-contiguous).
     """
-    if type(target) is not np.ndarray:
-        gpu = _gpu()
-        x = gpu.flat_view(target)
-        kernel = fused_kernel(stages, update, x.size, target="cuda")
-        gpu.launch(kernel, x.size, x, gpu.flat_view(g), *map(x.dtype.type, hypers), *arrays)
-        return
-    x = target.reshape(-1) if target.flags.c_contiguous else np.ascontiguousarray(target)
-    gf = g.reshape(-1) if g.flags.c_contiguous else np.ascontiguousarray(g)
-    x, gf = x.reshape(-1), gf.reshape(-1)
-    run(stages, update, x, gf, as_hyper(hypers, x.dtype), *arrays, keeper=keeper)
-    if update and not target.flags.c_contiguous:
-        target[...] = x.reshape(target.shape)
-    if not update and not g.flags.c_contiguous:
-        g[...] = gf.reshape(g.shape)
+    be = backend_of(target)
+    x, gf = be.flat_view(target), be.flat_view(g)
+    be.run(stages, update, x, gf, list(hypers), arrays)
+    if be is cpu:
+        if update and not np.shares_memory(x, target):
+            target[...] = x.reshape(target.shape)
+        if not update and not np.shares_memory(gf, g):
+            g[...] = gf.reshape(g.shape)
 
 
 class MxState:
@@ -160,12 +143,11 @@ class MxState:
     (array([0.1, 0.1]), 0.81)
     """
 
-    __slots__ = ("stage", "arrays", "scalars", "shape", "dtype", "threads")
+    __slots__ = ("stage", "arrays", "scalars", "shape", "dtype")
 
     def __init__(self, stage: type, arrays: tuple, scalars: list, shape: tuple, dtype):
         self.stage, self.arrays, self.scalars = stage, arrays, scalars
         self.shape, self.dtype = shape, dtype
-        self.threads = None     # the parameter's choice of threads (kernels.run)
 
     def __getattr__(self, name: str):
         try:
@@ -181,12 +163,11 @@ class MxState:
 
     def check(self, name: str, index: int, target: np.ndarray) -> None:
         """Raise if ``target`` is not the kind of array this state was made for."""
-        device = _on_device(target)
-        if self.arrays and device != _on_device(self.arrays[0]):
-            where = "on the GPU" if device else "on the host"
-            raise TypeError(f"{name}: W (index {index}) is {where} but the state of index "
+        be = backend_of(target)
+        if self.arrays and be is not backend_of(self.arrays[0]):
+            raise TypeError(f"{name}: W (index {index}) is on {be.NAME} but the state of index "
                             f"{index} is not; use a new index (or updater) after moving W")
-        if tuple(target.shape) != self.shape or _dtype(target) != self.dtype:
+        if tuple(target.shape) != self.shape or device_dtype(target) != self.dtype:
             raise ValueError(
                 f"{name}: W (index {index}) has shape {target.shape} and dtype "
                 f"{target.dtype}, but the state of index {index} was made for shape "
@@ -197,14 +178,6 @@ class MxState:
                                             zip(self.stage.scalar_names, self.scalars,
                                                 strict=True))]
         return f"MxState({self.stage.__name__}: {', '.join(names) or 'no state'})"
-
-
-def _dtype(a) -> np.dtype:
-    """The NumPy dtype of a host or GPU array (PyTorch's dtypes translated)."""
-    dtype = getattr(a, "dtype", None)
-    if isinstance(dtype, np.dtype):
-        return dtype
-    return np.dtype(a.__cuda_array_interface__["typestr"])
 
 
 def _index(name: str, index) -> int:
@@ -337,20 +310,17 @@ class _Builtin(AbstractOptimizer):
         return []
 
     def _new_state(self, target) -> MxState:
-        stage, dtype = self._stage(), _dtype(target)
-        if type(target) is np.ndarray:
-            arrays = tuple(np.full(target.size, fill, dtype=dtype) for fill in stage.state_fill)
-        else:           # a GPU parameter keeps its state on the GPU
-            gpu = _gpu()
-            size = gpu.flat_view(target).size
-            arrays = tuple(gpu.full(size, fill, dtype) for fill in stage.state_fill)
+        stage, dtype = self._stage(), device_dtype(target)
+        be = backend_of(target)         # (a GPU parameter keeps its state on the GPU)
+        size = be.flat_view(target).size
+        arrays = tuple(be.full(size, fill, dtype) for fill in stage.state_fill)
         return MxState(stage, arrays, self._scalars(), tuple(target.shape), dtype)
 
     def create_state(self, index: int, W) -> MxState:
         """MXNet.jl's ``create_state(opt, index, W)``: zero state shaped like ``W``."""
         target = W.data if isinstance(W, Node) else W
-        if not (isinstance(target, np.ndarray) or _on_device(target)) or \
-                _dtype(target) not in _FLOATS:
+        if not (isinstance(target, np.ndarray) or on_device(target)) or \
+                device_dtype(target) not in _FLOATS:
             raise TypeError(f"{type(self).__name__}.create_state: W must be a float32 or "
                             f"float64 array, got {_describe(W)}")
         return self._new_state(target)
@@ -372,7 +342,7 @@ class _Builtin(AbstractOptimizer):
         if not finite_sum(hypers[:1] + hypers[2:]):     # [1] is clip: +∞ when clipping is off
             raise ValueError(f"{type(self).__name__}: this step's hyperparameters are not all "
                              f"finite (scale, clip, λ, then the rule's): {hypers}")
-        _launch((NormGrad, state.stage), True, target, g, hypers, state.arrays, state)
+        _launch((NormGrad, state.stage), True, target, g, hypers, state.arrays)
         state.scalars[:] = scalars
 
     def _hypers(self, state: MxState) -> tuple:

@@ -28,6 +28,7 @@ from .rules import (
     ExpDecay,
     IdDict,
     InvDecay,
+    LegacyOptimiser,
     Momentum,
     NAdam,
     Nesterov,
@@ -35,9 +36,11 @@ from .rules import (
     Optimiser,
     RAdam,
     RMSProp,
+    SGD,
     WeightDecay,
 )
-from .step import SGD, LegacyOptimiser, apply_, update_
+from .precompile import precompile
+from .step import apply_, update_
 from .train import (
     DomainError,
     SkipException,
@@ -55,7 +58,7 @@ __all__ = [
     "AdaMax", "OAdam", "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "AdamW",
     "Optimiser", "WeightDecay", "ClipValue", "ClipNorm", "ExpDecay", "InvDecay",
     "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
-    "SGD", "LegacyOptimiser", "apply_", "update_",
+    "SGD", "LegacyOptimiser", "apply_", "update_", "precompile",
     "train_", "stop", "skip", "throttle", "runall", "epochs", "DomainError", "StopException",
     "SkipException", "ApplyIfFinite", "NonFiniteGradientError",
 ]

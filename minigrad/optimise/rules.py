@@ -24,24 +24,21 @@ import weakref
 
 import numpy as np
 
-from ..devices import on_device
 from ..tracker import Param, Params
+from .backend import backend_of
+from .flat import FLAT_GROUPS
+from .step import _run, apply_, update_
 
 __all__ = [
     "AbstractOptimiser", "IdDict", "Rule", "Descent", "Momentum", "Nesterov", "RMSProp", "Adam",
     "RAdam", "AdaMax", "OAdam", "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "AdamW",
     "Optimiser", "WeightDecay", "ClipValue", "ClipNorm", "ExpDecay", "InvDecay",
     "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
+    "LegacyOptimiser", "SGD", "builtin_rules",
 ]
 
 #: Flux's default ϵ.
 EPS = 1e-8
-
-#: The optimiser attribute where :mod:`minigrad.optimise.flat` keeps its flat groups, keyed by
-#: group class and parameters' ids.  A group describes where its parameters' memory lies, so
-#: copies, pickles and checkpoints leave it out; the next ``update_`` builds a new one.
-FLAT_GROUPS = "_flat_groups"
-
 
 def slot_values(obj) -> dict:
     """``obj``'s attributes kept in ``__slots__`` (those of every class it derives from), by
@@ -186,6 +183,16 @@ class AbstractOptimiser:
     def apply_(self, x, Δ):
         raise NotImplementedError(f"{type(self).__name__} must define apply_(self, x, Δ)")
 
+    def stages(self) -> list:
+        """The chain of single optimisers this one runs, in order (``[self]``; an
+        :class:`Optimiser` gives its members')."""
+        return [self]
+
+    def update_(self, x, x̄):
+        """``minigrad.update_(self, x, x̄)``: one step of this optimiser (Tracker-era Flux added
+        this method to Tracker's ``update!``, see :func:`minigrad.tracker.update_`)."""
+        return update_(self, x, x̄)
+
     def __getstate__(self):
         """What ``copy`` and ``pickle`` keep: every attribute but the flat groups (see
         :data:`FLAT_GROUPS`)."""
@@ -195,14 +202,12 @@ class AbstractOptimiser:
 
 
 class _State:
-    """One parameter's state for one rule: flat arrays and mutable scalars; ``threads``, the
-    parameter's choice of serial or multi-threaded kernel (see ``kernels.run``)."""
+    """One parameter's state for one rule: flat arrays and mutable scalars."""
 
-    __slots__ = ("arrays", "scalars", "shape", "threads")
+    __slots__ = ("arrays", "scalars", "shape")
 
     def __init__(self, arrays: tuple, scalars: list, shape: tuple):
         self.arrays, self.scalars, self.shape = arrays, scalars, shape
-        self.threads = None
 
     def __getitem__(self, i):
         """The ``i``-th state array, shaped like the parameter."""
@@ -235,7 +240,6 @@ class Rule(AbstractOptimiser):
 
     def __new__(cls, *args, **kwargs):
         if args and _is_parameter_list(args[0]):
-            from .step import LegacyOptimiser
             decay = kwargs.pop("decay", 0)
             return LegacyOptimiser(cls(*args[1:], **kwargs), args[0], decay)
         return super().__new__(cls)
@@ -304,16 +308,13 @@ class Rule(AbstractOptimiser):
     def new_state(self, x: np.ndarray) -> _State:
         """Fresh state for parameter storage ``x``: flat arrays on ``x``'s device."""
         fills = [self.epsilon if fill == "epsilon" else fill for fill in self.state_fill]
-        full = np.full
-        if type(x) is not np.ndarray and on_device(x):
-            from .cuda import full  # GPU state for a GPU parameter
-        arrays = tuple(full(x.size, fill, dtype=x.dtype) for fill in fills)
+        full = backend_of(x).full
+        arrays = tuple(full(x.size, fill, x.dtype) for fill in fills)
         return _State(arrays, self.scalars(), x.shape)
 
-    def apply_(self, x, Δ):
-        """Overwrite ``Δ`` with this rule's step for parameter ``x`` and return it."""
-        from .step import apply_
-        return apply_(self, x, Δ)
+    #: Overwrite ``Δ`` with this rule's step for parameter ``x`` and return it: the fused
+    #: pass of :func:`minigrad.optimise.step.apply_`, which recognises a rule that keeps it.
+    apply_ = apply_
 
     def __repr__(self) -> str:
         args = ", ".join(f"{attr}={getattr(self, attr)!r}" for attr, _, _ in self.fields)
@@ -697,9 +698,10 @@ class Optimiser(AbstractOptimiser):
         """Add a stage at the end (Julia's ``push!``)."""
         self.os.append(o)
 
-    def apply_(self, x, Δ):
-        from .step import apply_
-        return apply_(self, x, Δ)
+    apply_ = apply_
+
+    def stages(self) -> list:
+        return [s for o in self.os for s in o.stages()]
 
     def __repr__(self) -> str:
         return f"Optimiser({', '.join(map(repr, self.os))})"
@@ -765,20 +767,6 @@ class ClipValue(Rule):
         return (self.thresh,)
 
 
-def _l2norm(a) -> float:
-    """The L2 norm of host or GPU array ``a``, as a Python float."""
-    if type(a) is not np.ndarray and on_device(a):
-        from .cuda import l2norm
-        return l2norm(a)
-    with np.errstate(over="ignore"):
-        norm = float(np.linalg.norm(a))
-    if norm == _math.inf:       # the squares overflowed (found by tests/test_robustness.py):
-        big = float(np.max(np.abs(a)))      # scale first; an inf element keeps norm = inf
-        if _math.isfinite(big):
-            norm = big * float(np.linalg.norm(a / np.asarray(big, a.dtype)))
-    return norm
-
-
 class ClipNorm(Rule):
     """Scale the step down to L2 norm ``thresh`` when its norm (per array) exceeds it.
 
@@ -801,7 +789,7 @@ class ClipNorm(Rule):
         return d * scale
 
     def hypers(self, scalars, key, delta):
-        norm = _l2norm(delta)
+        norm = backend_of(delta).l2norm(delta)
         return (self.thresh / norm if norm > self.thresh else 1.0,)
 
 
@@ -882,3 +870,55 @@ class InvDecay(Rule):
 # Old (Flux ≤ 0.13.3) spellings.
 ADAM, RADAM, OADAM, ADAGrad, ADADelta, NADAM, ADAMW = (
     Adam, RAdam, OAdam, AdaGrad, AdaDelta, NAdam, AdamW)
+
+
+def builtin_rules() -> list:
+    """Every built-in rule class of this module (those with per-element ``math``).
+
+    >>> import minigrad as mg
+    >>> mg.Adam in builtin_rules() and mg.Optimiser not in builtin_rules()
+    True
+    """
+    return [cls for cls in globals().values()
+            if isinstance(cls, type) and issubclass(cls, Rule) and "math" in vars(cls)]
+
+
+# -- the Tracker-era closures -------------------------------------------------------------------
+
+class LegacyOptimiser:
+    """Tracker-era Flux optimiser closure: ``opt = SGD([W, b], 0.1); ...; opt()``.
+
+    Calling it updates every parameter from its accumulated ``.grad`` (see
+    :func:`minigrad.tracker.back_`) and resets the gradient.  ``decay > 0`` adds inverse time
+    decay of the step, as ``Optimiser(rule, InvDecay(decay))``.
+
+    >>> import minigrad as mg
+    >>> W = mg.param([1.0, 2.0])
+    >>> opt = mg.SGD([W], 0.1)
+    >>> mg.tracker.back_(lambda: mg.sum(W * W)); opt(); W
+    param([0.8, 1.6])
+    """
+
+    def __init__(self, rule: AbstractOptimiser, ps, decay=0):
+        self.opt = Optimiser(rule, InvDecay(decay)) if decay else rule
+        self.params = ps if isinstance(ps, Params) else Params(ps)
+
+    def __call__(self) -> None:
+        for p in self.params:
+            if p._grad is not None:
+                _run(self.opt, p, p._grad, update=True, name="legacy optimiser")
+                p._grad = None
+
+    def __repr__(self) -> str:
+        return f"LegacyOptimiser({self.opt!r}, {len(self.params)} parameters)"
+
+
+def SGD(*args, **kwargs):
+    """Tracker-era gradient descent: ``SGD(params, η=0.1; decay=0)`` returns a
+    :class:`LegacyOptimiser`; ``SGD(η)`` without parameters is ``Descent(η)``.
+
+    >>> import minigrad as mg
+    >>> mg.SGD(0.3)
+    Descent(eta=0.3)
+    """
+    return Descent(*args, **kwargs)

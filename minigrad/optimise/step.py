@@ -1,36 +1,34 @@
 """``apply_`` and ``update_``: running an optimiser on parameters.
 
-An optimiser is flattened into a chain of stages.  Runs of built-in :class:`Rule` stages are
-executed as one fused kernel pass (:mod:`minigrad.optimise.kernels`); any other
-:class:`AbstractOptimiser` runs its own ``apply_`` in Python between passes.  Everything is
-checked before anything is written: a bad call leaves the parameter, the gradient and the
-optimiser's state as they were.
+An optimiser is flattened into a chain of stages (``opt.stages()``).  Runs of built-in rule
+stages are executed as one fused kernel pass (:mod:`minigrad.optimise.kernels`); any other
+:class:`~minigrad.AbstractOptimiser` runs its own ``apply_`` in Python between passes.  Every
+touch of memory goes through the array's backend (:mod:`minigrad.optimise.cpu` or
+:mod:`minigrad.optimise.cuda`), so this module is the same for host and GPU arrays.
+Everything is checked before anything is written: a bad call leaves the parameter, the
+gradient and the optimiser's state as they were.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..devices import on_device
-from ..tracker import Grads, Node, Params, _describe, checked_target, data
+from ..tracker import Grads, Node, Params, data
+from .backend import backend_for, backend_of
 from .flat import SharedScalars, steady_step, update_flat
-from .kernels import as_hyper, finite_sum, run
-from .rules import AbstractOptimiser, Descent, InvDecay, Optimiser, Rule
+from .kernels import finite_sum
 
-__all__ = ["apply_", "update_", "LegacyOptimiser", "SGD"]
+__all__ = ["apply_", "update_", "fused_passes"]
 
 
 def _stages(opt) -> list:
-    if isinstance(opt, Optimiser):
-        return [s for o in opt.os for s in _stages(o)]
-    if not isinstance(opt, AbstractOptimiser):
+    stages = getattr(opt, "stages", None)
+    if stages is None:
         raise TypeError(f"expected an optimiser (an AbstractOptimiser), got {opt!r}")
-    return [opt]
+    return stages()
 
 
 def _fusable(stage) -> bool:
-    """A built-in rule whose ``apply_`` has not been overridden by a subclass."""
-    return isinstance(stage, Rule) and type(stage).apply_ is Rule.apply_
+    """A built-in rule (it has per-element ``math``) whose ``apply_`` is this module's."""
+    return type(stage).apply_ is apply_ and hasattr(type(stage), "math")
 
 
 def _passes(stages: list) -> list:
@@ -48,70 +46,11 @@ def _passes(stages: list) -> list:
     return passes
 
 
-def _checked_step(name: str, x, target: np.ndarray, g) -> np.ndarray:
-    """``g`` as an array that may update ``target``: same shape and dtype, or a clear error."""
-    gd = data(g)
-    if not isinstance(gd, np.ndarray):
-        gd = np.asarray(gd)
-    if gd.shape != target.shape:
-        raise ValueError(f"{name}: the gradient has shape {gd.shape} but the parameter "
-                         f"({_describe(x)}) has shape {target.shape}")
-    if gd.dtype != target.dtype:
-        raise TypeError(f"{name}: the gradient has dtype {gd.dtype} but the parameter "
-                        f"({_describe(x)}) has dtype {target.dtype}; convert one of them")
-    return gd
-
-
 def _check_optimiser(stages: list) -> None:
     for stage in stages:
-        if isinstance(stage, Rule):
-            stage.check()
-
-
-def _on_cpu(types: tuple, update: bool, flat_x, flat_d, hypers: list, arrays: list,
-            keeper) -> None:
-    """One fused pass on the CPU (see :func:`minigrad.optimise.kernels.run`); ``keeper``, the
-    first rule's state for the parameter, keeps the parameter's choice of threads."""
-    run(types, update, flat_x, flat_d, as_hyper(hypers, flat_x.dtype), *arrays, keeper=keeper)
-
-
-def _place(a) -> str:
-    return "the GPU" if on_device(a) else "the host"
-
-
-def _fused_pass(rules: list, key, flat_x, flat_d, update: bool, execute=_on_cpu) -> None:
-    """Run ``rules`` as one kernel over the flat views; commit their state afterwards.
-
-    ``execute(types, update, flat_x, flat_d, hypers, state_arrays, first_state)`` runs the
-    kernel: the CPU's by default; :mod:`minigrad.optimise.cuda` passes the GPU's.
-    """
-    states, fresh, hypers, arrays = [], [], [], []
-    for rule in rules:
-        state = rule.state.get(key)
-        fresh.append(state is None)
-        if state is None:
-            state = rule.new_state(flat_x)
-        elif state.arrays and type(state.arrays[0]) is not type(flat_x) and (
-                on_device(state.arrays[0]) != on_device(flat_x)):
-            raise TypeError(
-                f"{type(rule).__name__}: its state for this parameter is on "
-                f"{_place(state.arrays[0])} but the parameter is on {_place(flat_x)}; use a new "
-                "optimiser for the moved parameters (minigrad.gpu(...) and minigrad.cpu(...) "
-                "make new parameters, which start with fresh state)")
-        states.append(state)
-        hypers += rule.hypers(state.scalars, key, flat_d)
-        arrays += state.arrays
-    if not finite_sum(hypers):
-        _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
-    execute(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays, states[0])
-    for rule, state, new in zip(rules, states, fresh, strict=True):
-        if type(state.scalars) is SharedScalars:
-            # A flat group's member updated on its own: its scalars are its own from now on,
-            # and storing its state again tells the group (flat.py).
-            state.scalars, new = list(state.scalars), True
-        if new:
-            rule.state[key] = state
-        rule.advance(state.scalars, key)
+        check = getattr(stage, "check", None)
+        if check is not None:
+            check()
 
 
 def _plan(opt) -> list:
@@ -125,63 +64,85 @@ def _plan(opt) -> list:
     return passes
 
 
-def _operands(name: str, x, g, update: bool) -> tuple:
-    """The parameter's storage and the gradient as arrays, after every check on them."""
-    target = x.data if isinstance(x, Node) else x
-    gd = g.data if isinstance(g, Node) else g
-    if (type(target) is np.ndarray and type(gd) is np.ndarray and target.dtype.kind == "f"
-            and gd.shape == target.shape and gd.dtype == target.dtype
-            and target.flags.writeable and target.flags.c_contiguous
-            and (update or (gd.flags.writeable and gd.flags.c_contiguous))):
-        return target, gd       # the common case, checked cheaply
-    if on_device(target) or on_device(gd):
-        from .cuda import operands
-        operands(name, x, g)            # raises: host and GPU arrays mixed
-        raise TypeError(f"{name}: a GPU parameter among host parameters; update host and GPU "
-                        "parameters in separate calls")
-    target = checked_target(name, x, g)
-    gd = _checked_step(name, x, target, g)
-    if not target.flags.c_contiguous:
-        raise ValueError(f"{name}: the parameter ({_describe(x)}) must be C-contiguous")
-    if not update and not (gd.flags.writeable and gd.flags.c_contiguous):
-        raise ValueError(f"{name}: Δ must be a writable, C-contiguous array")
-    return target, gd
+def fused_passes(opt) -> list:
+    """The fused passes (lists of rules, each one kernel) that ``opt`` runs.
 
-
-def _run(opt, x, g, update: bool, name: str):
-    """Apply ``opt`` to parameter ``x`` with gradient ``g``.
-
-    ``update=True``: ``x -= step``, ``g`` untouched.  ``update=False``: ``g`` (Flux's ``Δ``) is
-    overwritten with the step and returned.
+    >>> import minigrad as mg
+    >>> fused_passes(mg.Optimiser(mg.ClipNorm(1.0), mg.WeightDecay(), mg.Adam()))
+    [[ClipNorm(thresh=1.0)], [WeightDecay(wd=0.0), Adam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)]]
     """
-    passes = _plan(opt)
-    storage = x.data if isinstance(x, Node) else x
-    if type(storage) is not np.ndarray and on_device(storage):     # a GPU parameter
-        from .cuda import step
-        return step(passes, x, g, update, name)
-    target, gd = _operands(name, x, g, update)
-    return _step(passes, x, target, gd, update)
+    return [p for p in _plan(opt) if isinstance(p, list)]
 
 
-def _step(passes: list, x, target: np.ndarray, gd: np.ndarray, update: bool):
-    """:func:`_run` once ``opt`` is planned and the arrays are checked."""
+def _fused_pass(be, rules: list, key, flat_x, flat_d, update: bool) -> None:
+    """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
+    states, fresh, hypers, arrays = [], [], [], []
+    for rule in rules:
+        state = rule.state.get(key)
+        fresh.append(state is None)
+        if state is None:
+            state = rule.new_state(flat_x)
+        elif state.arrays and backend_of(state.arrays[0]) is not be:
+            raise TypeError(
+                f"{type(rule).__name__}: its state for this parameter is on "
+                f"{backend_of(state.arrays[0]).NAME} but the parameter is on {be.NAME}; use a "
+                "new optimiser for the moved parameters (minigrad.gpu(...) and "
+                "minigrad.cpu(...) make new parameters, which start with fresh state)")
+        states.append(state)
+        hypers += rule.hypers(state.scalars, key, flat_d)
+        arrays += state.arrays
+    if not finite_sum(hypers):
+        _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
+    be.run(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays)
+    for rule, state, new in zip(rules, states, fresh, strict=True):
+        if type(state.scalars) is SharedScalars:
+            # A flat group's member updated on its own: its scalars are its own from now on,
+            # and storing its state again tells the group (flat.py).
+            state.scalars, new = list(state.scalars), True
+        if new:
+            rule.state[key] = state
+        rule.advance(state.scalars, key)
+
+
+def _operands(name: str, x, g, update: bool) -> tuple:
+    """The parameter's storage and the gradient as arrays of one device, after every check on
+    them (see the backends' ``operands``)."""
+    return backend_for(name, x, g).operands(name, x, g, update)
+
+
+def _step(passes: list, x, target, gd, update: bool):
+    """Apply the planned chain ``passes`` to parameter ``x`` (storage ``target``) with the
+    checked gradient ``gd``.
+
+    ``update=True``: ``x -= step``, ``gd`` untouched.  ``update=False``: ``gd`` (Flux's ``Δ``)
+    is overwritten with the step and returned.
+    """
+    be = backend_of(target)
     key = x if isinstance(x, Node) else target
-    flat_x = target.reshape(-1)
+    flat_x = be.flat_view(target)
     if update and len(passes) == 1 and isinstance(passes[0], list):
-        _fused_pass(passes[0], key, flat_x, np.ascontiguousarray(gd).reshape(-1), update=True)
+        _fused_pass(be, passes[0], key, flat_x, be.flat_view(gd), update=True)
         return x
-    delta = gd if not update else gd.copy()
+    delta = be.copy(gd) if update else gd
+    flat_d = be.flat_view(delta)
     for p in passes:
         if isinstance(p, list):
-            _fused_pass(p, key, flat_x, delta.reshape(-1), update=False)
+            _fused_pass(be, p, key, flat_x, flat_d, update=False)
         else:
             result = p.apply_(x, delta)
             if result is not delta:
-                delta[...] = result
+                be.store(delta, result, p)
     if update:
-        np.subtract(target, delta, out=target)
+        be.subtract(flat_x, flat_d)
         return x
     return delta
+
+
+def _run(opt, x, g, update: bool, name: str):
+    """Apply ``opt`` to parameter ``x`` with gradient ``g`` (see :func:`_step`)."""
+    passes = _plan(opt)
+    target, gd = _operands(name, x, g, update)
+    return _step(passes, x, target, gd, update)
 
 
 def apply_(opt, x, Δ):
@@ -194,6 +155,31 @@ def apply_(opt, x, Δ):
     array([0.1, 0.2])
     """
     return _run(opt, x, Δ, update=False, name=f"apply_({type(opt).__name__})")
+
+
+def _update_all(opt, ps, gs):
+    """``update_(opt, ps, gs)``: see :func:`update_`."""
+    passes = _plan(opt)
+    one_pass = len(passes) == 1 and isinstance(passes[0], list)
+    if one_pass and type(ps) is Params and type(gs) is Grads and steady_step(
+            opt, passes[0], ps, gs):
+        return ps
+    name = f"update_({type(opt).__name__})"
+    if isinstance(gs, Grads) and not isinstance(ps, (Params, list, tuple)):
+        raise TypeError(f"{name}: got one parameter and a Grads; pass the parameters the "
+                        "gradient was taken with (update_(opt, ps, gs)) or the parameter's "
+                        "own gradient (update_(opt, W, gs[W]))")
+    pairs = [(p, gs[p]) for p in ps]
+    checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
+    backends = {backend_of(target) for _, target, _ in checked}
+    if len(backends) > 1:
+        raise TypeError(f"{name}: host and GPU parameters in one call; update them in "
+                        "separate calls")
+    if one_pass and update_flat(opt, passes[0], [(p, gd) for p, _, gd in checked]):
+        return ps
+    for p, target, gd in checked:
+        _step(passes, p, target, gd, update=True)
+    return ps
 
 
 def update_(*args):
@@ -219,14 +205,7 @@ def update_(*args):
     """
     if len(args) == 2:
         x, x̄ = args
-        xd, x̄d = data(x), data(x̄)
-        if not (type(xd) is np.ndarray and type(x̄d) is np.ndarray) and (
-                on_device(xd) or on_device(x̄d)):
-            from .cuda import subtract
-            return subtract("update_", x, x̄)
-        target = checked_target("update_", x, x̄)
-        np.subtract(target, x̄d, out=target)
-        return x
+        return backend_for("update_", x, x̄).update(x, x̄)
     if len(args) != 3:
         raise TypeError(f"update_ takes (x, x̄), (opt, x, x̄) or (opt, ps, gs); got {len(args)} "
                         "arguments")
@@ -235,60 +214,5 @@ def update_(*args):
     if guarded is not None:
         return guarded(x, g)
     if isinstance(x, (Params, list, tuple)):
-        passes = _plan(opt)
-        one_pass = len(passes) == 1 and isinstance(passes[0], list)
-        if (one_pass and type(x) is Params and type(g) is Grads and g.params is x
-                and steady_step(opt, passes[0], x._items, g._grads)):
-            return x
-        name = f"update_({type(opt).__name__})"
-        pairs = [(p, g[p]) for p in x]
-        if pairs and on_device(data(pairs[0][0])):                  # GPU parameters
-            from .cuda import update_params
-            return update_params(opt, passes, x, pairs, name)
-        checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
-        if one_pass and update_flat(opt, passes[0], [(p, gd) for p, _, gd in checked]):
-            return x
-        for p, target, gd in checked:
-            _step(passes, p, target, gd, update=True)
-        return x
+        return _update_all(opt, x, g)
     return _run(opt, x, g, update=True, name=f"update_({type(opt).__name__})")
-
-
-class LegacyOptimiser:
-    """Tracker-era Flux optimiser closure: ``opt = SGD([W, b], 0.1); ...; opt()``.
-
-    Calling it updates every parameter from its accumulated ``.grad`` (see
-    :func:`minigrad.tracker.back_`) and resets the gradient.  ``decay > 0`` adds inverse time
-    decay of the step, as ``Optimiser(rule, InvDecay(decay))``.
-
-    >>> import minigrad as mg
-    >>> W = mg.param([1.0, 2.0])
-    >>> opt = mg.SGD([W], 0.1)
-    >>> mg.tracker.back_(lambda: mg.sum(W * W)); opt(); W
-    param([0.8, 1.6])
-    """
-
-    def __init__(self, rule: AbstractOptimiser, ps, decay=0):
-        self.opt = Optimiser(rule, InvDecay(decay)) if decay else rule
-        self.params = ps if isinstance(ps, Params) else Params(ps)
-
-    def __call__(self) -> None:
-        for p in self.params:
-            if p._grad is not None:
-                _run(self.opt, p, p._grad, update=True, name="legacy optimiser")
-                p._grad = None
-
-    def __repr__(self) -> str:
-        return f"LegacyOptimiser({self.opt!r}, {len(self.params)} parameters)"
-
-
-def SGD(*args, **kwargs):
-    """Tracker-era gradient descent: ``SGD(params, η=0.1; decay=0)`` returns a
-    :class:`LegacyOptimiser`; ``SGD(η)`` without parameters is ``Descent(η)``.
-
-    >>> import minigrad as mg
-    >>> mg.SGD(0.3)
-    Descent(eta=0.3)
-    """
-    return Descent(*args, **kwargs)
-
