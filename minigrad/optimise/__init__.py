@@ -5,6 +5,7 @@ Sign convention: Flux.Optimise's :func:`update_` SUBTRACTS the step; Tracker's
 """
 
 from .guard import ApplyIfFinite, NonFiniteGradientError
+from .precompile import precompile
 from .rules import (
     ADAM,
     ADAMW,
@@ -12,6 +13,7 @@ from .rules import (
     NADAM,
     OADAM,
     RADAM,
+    SGD,
     AbstractOptimiser,
     AdaBelief,
     ADADelta,
@@ -36,10 +38,8 @@ from .rules import (
     Optimiser,
     RAdam,
     RMSProp,
-    SGD,
     WeightDecay,
 )
-from .precompile import precompile
 from .step import apply_, update_
 from .train import (
     DomainError,

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..arrays import cuda_module, device_dtype, library, on_device
 from ..tracker import _describe, data
-from .kernels import _load, fused_kernel, n_hypers
+from .kernels import _load, fused_kernel
 
 __all__ = ["NAME", "THREADS", "launch", "operands", "flat_view", "empty", "full", "copy",
            "gather", "assign", "store", "l2norm", "run", "subtract", "update"]

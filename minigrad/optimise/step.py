@@ -11,7 +11,7 @@ gradient and the optimiser's state as they were.
 
 from __future__ import annotations
 
-from ..tracker import Grads, Node, Params, data
+from ..tracker import Grads, Node, Params
 from .backend import backend_for, backend_of
 from .flat import SharedScalars, steady_step, update_flat
 from .kernels import finite_sum
@@ -68,8 +68,9 @@ def fused_passes(opt) -> list:
     """The fused passes (lists of rules, each one kernel) that ``opt`` runs.
 
     >>> import minigrad as mg
-    >>> fused_passes(mg.Optimiser(mg.ClipNorm(1.0), mg.WeightDecay(), mg.Adam()))
-    [[ClipNorm(thresh=1.0)], [WeightDecay(wd=0.0), Adam(eta=0.001, beta=(0.9, 0.999), epsilon=1e-08)]]
+    >>> [[type(r).__name__ for r in p] for p in fused_passes(
+    ...     mg.Optimiser(mg.ClipNorm(1.0), mg.WeightDecay(), mg.Adam()))]
+    [['ClipNorm'], ['WeightDecay', 'Adam']]
     """
     return [p for p in _plan(opt) if isinstance(p, list)]
 
