@@ -32,10 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .optimise.kernels import Threads, wait
 
 __all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
-           "bound_kernel", "Bound", "bounds", "SETTLE", "WARM", "CHOICE_CALLS", "settle_choice",
+           "bound_kernel", "Bound", "bounds", "SETTLE", "WARM",
            "Timings", "interleaved", "Row", "throughput", "format_rows"]
 
 
@@ -231,40 +230,6 @@ SETTLE = 0.015
 #: went cold); a training loop never pauses, so the timed calls start warm.
 WARM = 0.01
 
-#: Untimed calls of a minigrad step before it is timed: enough for its choice of serial or
-#: multi-threaded kernel (:class:`minigrad.optimise.kernels.Threads`) to settle even when its
-#: first probe of the multi-threaded kernel is misled, so that what is timed is a training
-#: loop's steady state and not its first steps.  In a fresh process the multi-threaded kernel
-#: runs no faster than the serial one, at times ten times slower, for its first 10 to 30 ms of
-#: calls (measured here on the 50-tensor step: 1.0 to 1.7 ms per call, or 5 to 16 ms, before
-#: 0.5 ms), so the first probe of it may find it slower; the next probe then comes up to
-#: ``GROWTH * KEEP`` calls later.  So: five calls, a probe of five, that gap, the next probe,
-#: five calls, the confirming probe, and one call more (a call's time is taken when the next
-#: one starts).  A probe of the multi-threaded kernel also runs it untimed for
-#: ``Threads.WAKE`` seconds first, so :func:`settle_choice` runs the step for twice that long
-#: on top of these calls (twice: the waking calls are slower than those it then runs, and one
-#: may straddle the deadline).
-CHOICE_CALLS = (5 + Threads.GROWTH) * Threads.KEEP + 1
-
-
-def settle_choice(step) -> None:
-    """Run ``step`` once, wait for the kernels it loads in the background (until they are
-    ready, a probe cannot run the other variant), then run it :data:`CHOICE_CALLS` times and
-    for ``2 * Threads.WAKE`` seconds more, untimed.
-
-    >>> from minigrad.bench import settle_choice
-    >>> calls = []; settle_choice(lambda: calls.append(1)); len(calls) > 22
-    True
-    """
-    step()
-    wait()
-    for _ in range(CHOICE_CALLS):
-        step()
-    end = time.perf_counter() + 2 * Threads.WAKE
-    while time.perf_counter() < end:
-        step()
-
-
 class Timings(dict):
     """Seconds per call for each method: the median over rounds (``stat = "min"``: the best
     round); ``.other`` holds the other statistic, ``.raw`` every round, and :meth:`paired`
@@ -387,7 +352,6 @@ def throughput(rules: dict, n: int, rounds: int = 9, calls: int = 1,
     ('Descent', 0, 12000, True)
     """
     from .optimise import update_
-    from .optimise.kernels import wait
     from .tracker import param
 
     rng = np.random.default_rng(0)
@@ -401,9 +365,7 @@ def throughput(rules: dict, n: int, rounds: int = 9, calls: int = 1,
         def step(opt=opt, p=p):
             update_(opt, p, g)
 
-        step()
-        wait()      # the first step started loading the kernel in the background: time it only
-        settle_choice(step)
+        step()      # (loads the kernel: the start-up benchmark times that)
         t = interleaved({"minigrad": step, **bounds(k, x0, g)}, rounds, calls)
         which = "p" if t["bound_p"] <= t["bound_s"] else "s"
         rows.append(Row(name, k, n, t["minigrad"], min(t["bound_s"], t["bound_p"]), which,

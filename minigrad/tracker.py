@@ -333,11 +333,13 @@ class FlatBuffer:
         self.data, self.views, self.starts = data, views, starts
         self.ids = tuple(map(id, params))
 
-    def holds(self, ps: Params) -> bool:
-        """Whether ``ps`` is exactly this buffer's parameters, in order, each still stored in
-        it (a parameter whose ``.data`` was reassigned no longer is)."""
-        return (tuple(ps._items) == self.ids
-                and all(map(is_, map(_data, ps._items.values()), self.views)))
+    def holds(self, params) -> bool:
+        """Whether ``params`` (a :class:`Params` or a list) is exactly this buffer's
+        parameters, in order, each still stored in it (a parameter whose ``.data`` was
+        reassigned no longer is; once one of them dies, none is)."""
+        items = params._items.values() if type(params) is Params else params
+        return (len(self.views) == len(self.ids) and tuple(map(id, items)) == self.ids
+                and all(map(is_, map(_data, items), self.views)))
 
 
 def _flat_grads(gs: Grads, leaves: list) -> bool:

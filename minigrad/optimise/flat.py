@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from functools import partial
-from operator import is_
+from operator import attrgetter, is_
 
 from ..tracker import FlatBuffer, Param
 from .backend import backend_of
@@ -36,6 +36,7 @@ __all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "update_f
 FLAT_GROUPS = "_flat_groups"
 
 _is_none = partial(is_, None)
+_writeable = attrgetter("flags.writeable")
 
 
 class SharedScalars(list):
@@ -61,8 +62,7 @@ def flat_buffer(params: list) -> FlatBuffer:
     """The :class:`~minigrad.tracker.FlatBuffer` of exactly ``params``, in order: theirs if they
     have one, else a new one, into which their storage moves (values unchanged)."""
     buffer = params[0].flat
-    if buffer is not None and buffer.ids == tuple(map(id, params)) and all(
-            map(is_, (p.data for p in params), buffer.views)):
+    if buffer is not None and buffer.holds(params):
         return buffer
     be = backend_of(params[0].data)
     starts = [0, *itertools.accumulate(p.size for p in params)]
@@ -76,6 +76,9 @@ def flat_buffer(params: list) -> FlatBuffer:
     buffer = FlatBuffer(data, views, starts, params)
     for p in params:
         p.flat = buffer
+        # Once one of them dies, the others no longer form this buffer's set: let go of the
+        # views, so that the dead parameter's storage is freed with it.
+        weakref.finalize(p, buffer.views.clear).atexit = False
     return buffer
 
 
@@ -195,16 +198,21 @@ def _eligible(rules: list, params: list) -> bool:
             and _lockstep(rules, params))
 
 
-def _group(opt, rules: list, buffer: FlatBuffer, params: list) -> FlatGroup:
-    """``opt``'s intact group of ``buffer``, built anew if needed."""
+def _group(opt, rules: list, buffer: FlatBuffer, params: list) -> FlatGroup | None:
+    """``opt``'s intact group of ``buffer``, built anew if needed; ``None`` if the parameters'
+    scalars are no longer in lockstep (after a checkpoint of uneven steps, say)."""
     groups = opt.__dict__.setdefault(FLAT_GROUPS, {})
     group = groups.get(id(buffer))
     if group is None or group.buffer is not buffer or not group.intact(rules, params):
+        if not _lockstep(rules, params):
+            return None
         for rule in rules:
             rule.check()    # before FlatGroup stores fresh state: a failed call changes nothing
         if group is None:
-            # Forget the group (its state buffers) as soon as its flat buffer dies.
-            weakref.finalize(buffer, _forget, weakref.ref(opt), id(buffer)).atexit = False
+            # Forget the group (its state buffers) as soon as one of its parameters dies.
+            owner = weakref.ref(opt)
+            for p in params:
+                weakref.finalize(p, _forget, owner, id(buffer)).atexit = False
         group = groups[id(buffer)] = FlatGroup(rules, buffer, params)
     return group
 
@@ -218,8 +226,12 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
     if (buffer is None or gs.flat is None or tuple(gs.params._items) != buffer.ids
             or not buffer.holds(ps) or any(map(_is_none, gs._grads.values()))):
         return False
-    params = list(ps._items.values())
-    _group(opt, rules, buffer, params).step(gs.flat)
+    if not all(map(_writeable, buffer.views)):
+        return False        # (the general path names the read-only parameter)
+    group = _group(opt, rules, buffer, list(ps._items.values()))
+    if group is None:
+        return False
+    group.step(gs.flat)
     return True
 
 
@@ -233,6 +245,6 @@ def update_flat(opt, rules: list, pairs: list) -> bool:
         return False
     for rule in rules:
         rule.check()        # before the parameters move: a failed call changes nothing
-    group = _group(opt, rules, flat_buffer(params), params)
+    group = _group(opt, rules, flat_buffer(params), params)     # (in lockstep: _eligible)
     group.step(group.gathered([g for _, g in pairs]))
     return True

@@ -131,9 +131,9 @@ def ptx(rule_types: tuple, update: bool = True, dtype=np.float32, cc=(9, 0)) -> 
 
     scalar = types.float32 if np.dtype(dtype) == np.float32 else types.float64
     array = types.Array(scalar, 1, "C")
-    n_hypers = sum(n_hypers(r) for r in rule_types)
+    hypers = sum(map(n_hypers, rule_types))
     n_states = sum(len(r.state_fill) for r in rule_types)
     kernel = fused_kernel(tuple(rule_types), update, 0, target="cuda")
-    signature = (array, array, *[scalar] * n_hypers, *[array] * n_states)
+    signature = (array, array, *[scalar] * hypers, *[array] * n_states)
     code, _ = cuda.compile_ptx(kernel.py_func, signature, cc=cc)
     return code

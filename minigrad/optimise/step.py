@@ -28,7 +28,7 @@ def _stages(opt) -> list:
 
 def _fusable(stage) -> bool:
     """A built-in rule (it has per-element ``math``) whose ``apply_`` is this module's."""
-    return type(stage).apply_ is apply_ and hasattr(type(stage), "math")
+    return getattr(type(stage), "apply_", None) is apply_ and hasattr(type(stage), "math")
 
 
 def _passes(stages: list) -> list:
@@ -65,12 +65,13 @@ def _plan(opt) -> list:
 
 
 def fused_passes(opt) -> list:
-    """The fused passes (lists of rules, each one kernel) that ``opt`` runs.
+    """The fused passes (lists of rules, each one kernel) that ``opt`` runs.  ClipNorm starts
+    a pass: it needs the whole step's norm first.
 
     >>> import minigrad as mg
     >>> [[type(r).__name__ for r in p] for p in fused_passes(
-    ...     mg.Optimiser(mg.ClipNorm(1.0), mg.WeightDecay(), mg.Adam()))]
-    [['ClipNorm'], ['WeightDecay', 'Adam']]
+    ...     mg.Optimiser(mg.WeightDecay(), mg.ClipNorm(1.0), mg.Adam()))]
+    [['WeightDecay'], ['ClipNorm', 'Adam']]
     """
     return [p for p in _plan(opt) if isinstance(p, list)]
 
