@@ -184,14 +184,24 @@ def _source(rules: tuple, update: bool, parallel: bool, target: str) -> str:
 
 # -- the cache: written atomically, read with suspicion --------------------------------------
 
-def _write(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temporary file, flushed to disk, renamed."""
+#: The modification time given to every generated source.  Numba's cache index records its
+#: source's (mtime, size) and is stale once they change; a source's text is fixed by its name
+#: (a hash of it), so a fixed mtime lets two processes that both write it keep each other's
+#: cache valid.
+SOURCE_MTIME = 1_000_000_000
+
+
+def _write(path: str, text: str, mtime: float | None = None) -> None:
+    """Write ``text`` to ``path`` atomically: a temporary file, flushed to disk (with
+    modification time ``mtime`` if given), renamed."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -278,7 +288,7 @@ def _load(source: str, fresh: bool = False, verified: bool = False):
     if not intact:
         if os.path.exists(path):
             _damaged(os.path.basename(path), "its text is not the kernel's source")
-        _write(path, source)
+        _write(path, source, SOURCE_MTIME)
     if fresh or not intact:
         for stale in _numba_files(folder, name):
             os.unlink(stale)
