@@ -105,6 +105,10 @@ class Node:
         return type(self).__name__.lower() + text
 
 
+#: The dtypes of trainable arrays: those the optimisers' kernels compute in.
+PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Param(Node):
     """A trainable array: a leaf of the tape, updated in place by every update function.
 
@@ -128,6 +132,13 @@ class Param(Node):
                 "a trainable array needs a floating-point numpy array, got "
                 f"{_describe(value)}; use minigrad.param(x) to convert"
             )
+        dtype = device_dtype(value)
+        if dtype not in PARAM_DTYPES:
+            raise TypeError(
+                f"a trainable array must be float32 or float64 (native byte order), got "
+                f"{_describe(value)}: the optimisers' kernels run on those two only (float16 "
+                "or long double would fail later, at the first update); convert it, for "
+                "example minigrad.param(x, dtype=np.float32)")
         self.data = value
         self.g = None
         self._grad = None
@@ -725,6 +736,12 @@ def param(x, dtype=None) -> Param:
             f"param() needs real floating-point data, got dtype {value.dtype} "
             "(complex and non-numeric parameters are not supported)"
         )
+    if value.dtype not in PARAM_DTYPES:
+        raise TypeError(
+            f"param() makes float32 or float64 trainable arrays (the optimisers' kernels run "
+            f"on those two), got dtype {value.dtype}"
+            f"{' in big-endian byte order' if not value.dtype.isnative else ''}; pass "
+            "dtype=np.float32 (float16 data then trains in float32) or dtype=np.float64")
     return Param(value)
 
 

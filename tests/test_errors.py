@@ -216,3 +216,26 @@ def test_param_of_a_transposed_array_is_c_contiguous_and_trainable():
     np.testing.assert_array_equal(p, [[0.0, 2.0, 4.0], [1.0, 3.0, 5.0]])
     mg.update_(mg.Descent(0.5), p, np.ones((2, 3)))
     np.testing.assert_array_equal(p, [[-0.5, 1.5, 3.5], [0.5, 2.5, 4.5]])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble, ">f4", ">f8"])
+def test_param_refuses_dtypes_the_kernels_cannot_run(dtype):
+    """float16, long double and big-endian floats are refused when the parameter is made,
+    with the fix named, instead of failing inside Numba at some later update."""
+    x = np.ones(3, dtype)
+    with pytest.raises(TypeError, match="float32 or float64.*dtype=np.float32"):
+        mg.param(x)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        mg.Param(x)
+    p = mg.param(x, dtype=np.float32)           # the named fix works
+    mg.update_(mg.Adam(), p, np.ones(3, np.float32))
+    assert p.dtype == np.float32 and np.all(p.data < 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, ">f8"])
+def test_apply_on_plain_arrays_of_other_dtypes_is_refused_before_anything_changes(dtype):
+    x, g = np.ones(3, dtype), np.ones(3, dtype)
+    opt = mg.Adam()
+    with pytest.raises(TypeError, match="float32 or float64"):
+        mg.update_(opt, x, g)
+    assert np.all(x == 1) and len(opt.state) == 0
