@@ -1,4 +1,4 @@
-"""The command line: ``python -m minigrad`` (or the ``minigrad`` script) ``demo | compare | bench``.
+"""The command line: ``python -m minigrad`` ``demo | compare | bench | precompile``.
 
 * ``demo``: the main training job (:mod:`minigrad.demo`): an MLP learns scikit-learn's
   handwritten digits with a progress line, the held-out accuracy at the end and optionally
@@ -9,6 +9,8 @@
 * ``bench``: each rule's update kernel against a kernel with the same memory traffic and no
   maths, measured in the same run (:mod:`minigrad.bench`): how close the rule gets to what
   the machine's memory allows.
+* ``precompile``: fill the kernel cache ahead of time (:func:`minigrad.precompile`), so that
+  later processes load every rule's kernel instead of compiling it.
 
 ``--help`` on each.  Nothing here is imported by ``import minigrad``.
 
@@ -102,8 +104,20 @@ def _bench(args) -> int:
     return 0
 
 
+def _precompile(args) -> int:
+    import time
+
+    from .optimise import precompile
+    from .optimise.kernels import cache_dir
+
+    start = time.perf_counter()
+    count = precompile(dtypes=args.dtypes.split(","))
+    print(f"{count} kernels ready in {cache_dir()} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m minigrad`` with its three subcommands.
+    """The argument parser of ``python -m minigrad`` with its four subcommands.
 
     >>> from minigrad.cli import build_parser
     >>> build_parser().parse_args(["bench", "--size", "1e5"]).size
@@ -168,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int,
                        help="Numba threads (default: all usable cores)")
     bench.set_defaults(run=_bench)
+
+    pre = sub.add_parser(
+        "precompile", help="fill the kernel cache ahead of time",
+        description="Compile (or load, checking the cache) every built-in rule's CPU kernel, "
+                    "serial and multi-threaded, so that later processes start from a warm "
+                    "cache.  Chains (Optimiser(...)) have kernels of their own: "
+                    "minigrad.precompile(opt) compiles those.")
+    pre.add_argument("--dtypes", default="float32,float64",
+                     help="comma-separated element types (default float32,float64)")
+    pre.set_defaults(run=_precompile)
     return parser
 
 

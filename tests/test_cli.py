@@ -6,6 +6,7 @@ Each command runs here with small sizes, through ``minigrad.cli.main`` (the func
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import minigrad as mg
 from minigrad.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,3 +106,20 @@ def test_bench_measures_kernels_against_the_bound(capsys):
     for row in rows.values():
         ms, bound_ms, ratio = float(row[2]), float(row[4]), float(row[7])
         assert ms > 0 and bound_ms > 0 and ratio == pytest.approx(ms / bound_ms, rel=0.02)
+
+
+def test_precompile_fills_the_cache_that_a_later_process_loads(tmp_path):
+    """``python -m minigrad precompile`` compiles every built-in rule's kernel (serial and
+    multi-threaded); a later process then loads Adam's from the cache instead of compiling."""
+    env = {**os.environ, "MINIGRAD_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "minigrad", "precompile", "--dtypes", "float32"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    count = 2 * len(mg.optimise.rules.builtin_rules())
+    assert out.stdout.startswith(f"{count} kernels ready in {tmp_path}")
+    script = ("import numpy as np, minigrad as mg; from minigrad.optimise import kernels; "
+              "p = mg.param(np.ones(3, np.float32)); mg.update_(mg.Adam(), p, p.data.copy()); "
+              "print(sum(sum(k.stats.cache_hits.values()) for k in kernels._kernels.values()))")
+    later = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert later.returncode == 0 and later.stdout.split() == ["1"], later.stderr

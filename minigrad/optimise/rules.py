@@ -879,8 +879,9 @@ def builtin_rules() -> list:
     >>> mg.Adam in builtin_rules() and mg.Optimiser not in builtin_rules()
     True
     """
-    return [cls for cls in globals().values()
-            if isinstance(cls, type) and issubclass(cls, Rule) and "math" in vars(cls)]
+    return list(dict.fromkeys(    # (once each: ADAM is Adam)
+        cls for cls in globals().values()
+        if isinstance(cls, type) and issubclass(cls, Rule) and "math" in vars(cls)))
 
 
 # -- the Tracker-era closures -------------------------------------------------------------------
