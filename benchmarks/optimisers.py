@@ -3,9 +3,8 @@
 What it measures (float32 throughout, all methods of one comparison timed in one process, in
 interleaved rounds whose order rotates; every figure is the median over rounds of the mean time
 per call within a round; ``--stat min`` shows the best round instead, and the summary gives
-both).  Each minigrad step first runs untimed until its choice of serial or multi-threaded
-kernel has settled, as in a training loop (``minigrad.bench.settle_choice``: one call, the
-wait for its kernels, 66 calls and 10 ms more):
+both).  Each minigrad step runs once untimed first, which loads its kernel (part 3 times that
+load); the timed calls are then the first calls of a fresh process's training loop:
 
 1. Every built-in rule on one tensor of 1e5, 1e6 and 1e7 parameters: ``mg.update_(opt, p, g)``
    against
@@ -80,7 +79,6 @@ from minigrad.bench import (  # noqa: E402  (after the checkout fallback above)
     bounds,
     interleaved,
     load_average,
-    settle_choice,
     traffic,
 )
 
@@ -347,7 +345,7 @@ RULES = {
 class MgStep:
     def __init__(self, make_opt, x0: np.ndarray, g: np.ndarray):
         self.opt, self.p, self.g = make_opt(), mg.param(x0), g
-        settle_choice(self.step)
+        self.step()     # (loads the kernel)
 
     def step(self) -> None:
         mg.update_(self.opt, self.p, self.g)
@@ -598,7 +596,11 @@ class MgModel:
             self.gs[p] = g
         self.opt = mg.Adam(0.001)
         self.flat = flat
-        settle_choice(self.step)
+        self.step()     # (loads the kernel; the flat path moves the parameters into one buffer)
+        if flat:        # gradients as mg.gradient leaves them in a training loop: in one buffer
+            terms = list(zip(self.ps, grads, strict=True))
+            self.gs = mg.gradient(lambda: sum(mg.sum(p * g) for p, g in terms), self.ps)
+            assert self.gs.flat is not None
 
     def step(self) -> None:
         if self.flat:
@@ -679,11 +681,19 @@ STARTUP = (
     "print(t1 - t0, t2 - t1)\n"
 )
 
+#: The same program in PyTorch: import it, and one Adam step on 256 parameters.
+STARTUP_TORCH = STARTUP.replace("import numpy as np, minigrad as mg", "import torch").replace(
+    "p = mg.param(np.ones(256, np.float32))\n"
+    "mg.update_(mg.Adam(), p, np.full(256, 0.5, np.float32))\n",
+    "p = torch.nn.Parameter(torch.ones(256))\n"
+    "p.grad = torch.full((256,), 0.5)\n"
+    "torch.optim.Adam([p]).step()\n")
 
-def fresh_process(env: dict, cwd: str) -> tuple[float, float, float]:
-    """(process wall, import minigrad, first Adam step) in seconds."""
+
+def fresh_process(env: dict, cwd: str, program: str = STARTUP) -> tuple[float, float, float]:
+    """(process wall, import, first Adam step) in seconds."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", STARTUP], env=env, cwd=cwd, check=True,
+    out = subprocess.run([sys.executable, "-c", program], env=env, cwd=cwd, check=True,
                          capture_output=True, text=True)
     wall = time.perf_counter() - t0
     imp, first = map(float, out.stdout.split())
@@ -713,6 +723,16 @@ def startup(n_warm: int, n_cold: int) -> dict:
         print(f"  {label} (median of {len(runs)}): import + first step {imp + first:.3f} s "
               f"(import {imp:.3f}, first step {first:.3f}; fastest process {fastest:.3f}); "
               f"whole process {wall:.3f} s")
+    if torch is not None and warm:
+        # The same program in PyTorch, processes interleaved with minigrad's warm ones.
+        pairs = [(fresh_process(env, root)[0], fresh_process(env, root, STARTUP_TORCH)[0])
+                 for _ in range(n_warm)]
+        mine, theirs = (statistics.median(col) for col in zip(*pairs, strict=True))
+        res["torch"] = theirs
+        res["ratio"] = mine / theirs
+        print(f"  whole process, warm cache, interleaved (median of {n_warm}): minigrad "
+              f"{mine:.3f} s, PyTorch {theirs:.3f} s, ratio {mine / theirs:.2f} "
+              "(target <= 0.25)")
     return res
 
 
@@ -759,19 +779,12 @@ def overhead(profile: bool, scale: float) -> None:
     def bare_flat():
         kernel_p(fx, fg, h, fm, fv)
 
-    group = next(iter(model.opt._flat_groups.values()))    # internal: the model's flat group
-    in_order = [model.gs[p] for p in model.ps]
-
-    def group_step():   # the group's own step: its kernel checks and reads the 50 gradients
-        group.step(in_order)
-
-    t = interleaved({"update_(opt, ps, gs)": model.step, "group step": group_step,
+    t = interleaved({"update_(opt, ps, gs)": model.step,
                      "bare kernel on 1e6 flat buffers": bare_flat}, rounds, 20)
     print("  50 tensors: " + "; ".join(f"{k} {v * 1e3:.3f} ms" for k, v in t.items()))
-    print(f"  => update_'s checks of the group: "
-          f"{(t['update_(opt, ps, gs)'] - t['group step']) * 1e3:.3f} ms per step; "
-          "reading the gradients where they lie instead of from one buffer: "
-          f"{(t['group step'] - t['bare kernel on 1e6 flat buffers']) * 1e3:.3f} ms")
+    print(f"  => update_'s Python around the one kernel call: "
+          f"{(t['update_(opt, ps, gs)'] - t['bare kernel on 1e6 flat buffers']) * 1e3:.3f} ms "
+          "per step")
 
     if profile:
         for label, f, reps in (("update_(opt, p, g), 4096 params", single.step, 20000),
@@ -828,8 +841,6 @@ def main(argv=None) -> int:
             rule_names = ["Descent", "Momentum", "Adam"]
         scale, n_warm, n_cold = 0.3 * args.rounds, 2, 1
 
-    # Time kernels only: load each before its first step (fresh processes in part 3 do not).
-    mg.optimise.kernels.BACKGROUND = False
     threads = args.threads or numba.get_num_threads()
     numba.set_num_threads(threads)
     t_start, cpu_start = time.perf_counter(), cpu_seconds()

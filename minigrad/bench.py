@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-
 __all__ = ["cpu_model", "usable_cores", "load_average", "cpu_seconds", "traffic", "state_arrays",
            "bound_kernel", "Bound", "bounds", "SETTLE", "WARM",
            "Timings", "interleaved", "Row", "throughput", "format_rows"]

@@ -80,7 +80,8 @@ def run_step(env, root=ROOT, user=None, timeout=300):
 
 
 def kernel_files(folder) -> tuple:
-    sources = [f for f in os.listdir(folder) if f.startswith("minigrad_kernel_") and f.endswith(".py")]
+    sources = [f for f in os.listdir(folder)
+               if f.startswith("minigrad_kernel_") and f.endswith(".py")]
     cache = os.path.join(folder, "__pycache__")
     index = [f for f in os.listdir(cache) if f.endswith(".nbi")] if os.path.isdir(cache) else []
     return sources, index

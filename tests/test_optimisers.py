@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import math
 import pickle
 import weakref
 
@@ -28,7 +27,6 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad import mx
 from minigrad.optimise import kernels
 
 EPS = 1e-8  # Flux's EPS
