@@ -377,7 +377,7 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
         reached.add(i)
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
-    gs.flat = flat
+    gs.flat, gs.buffer = flat, buffer
     return True
 
 
@@ -509,14 +509,15 @@ class Grads:
     array([2., 4.])
     """
 
-    __slots__ = ("params", "_grads", "flat")
+    __slots__ = ("params", "_grads", "flat", "buffer")
 
     def __init__(self, ps: Params):
         self.params = ps
         self._grads: dict[int, np.ndarray | None] = dict.fromkeys(ps._items)
         #: All the gradients in one flat array, each ``grads[p]`` a view into it, when the
-        #: parameters live in one :class:`FlatBuffer` (laid out alike); else ``None``.
-        self.flat = None
+        #: parameters live in one :class:`FlatBuffer` (``buffer``, laid out alike); else
+        #: ``None`` (both).
+        self.flat = self.buffer = None
 
     def __getitem__(self, x) -> np.ndarray | None:
         try:
@@ -533,7 +534,7 @@ class Grads:
         if x not in self.params:
             self.params.append(x)
         self._grads[id(x)] = g
-        self.flat = None        # the gradients no longer all lie in it
+        self.flat = self.buffer = None      # the gradients no longer all lie in it
 
     def __contains__(self, x) -> bool:
         return x in self.params
@@ -559,7 +560,7 @@ class Grads:
     def __setstate__(self, state: tuple) -> None:
         self.params, values = state
         self._grads = {id(p): g for p, g in zip(self.params, values, strict=True)}
-        self.flat = None
+        self.flat = self.buffer = None
 
     def __repr__(self) -> str:
         return f"Grads(<{len(self.params)} parameters>)"

@@ -37,6 +37,7 @@ FLAT_GROUPS = "_flat_groups"
 
 _is_none = partial(is_, None)
 _writeable = attrgetter("flags.writeable")
+_data = attrgetter("data")
 
 
 class SharedScalars(list):
@@ -222,12 +223,15 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
     :func:`minigrad.gradient` with ``ps``, whose parameters lie in one flat buffer, and every
     gradient is there (none ``None``).  One kernel call over the flat buffers; returns whether
     it did the step (if not, nothing was changed and the caller takes the general path)."""
-    buffer = next(iter(ps._items.values())).flat if len(ps) else None
-    if (buffer is None or gs.flat is None or tuple(gs.params._items) != buffer.ids
-            or not buffer.holds(ps) or any(map(_is_none, gs._grads.values()))):
+    buffer = gs.buffer
+    if buffer is None or not len(ps) == len(buffer.ids) == len(buffer.views) or (
+            gs.params is not ps and tuple(ps._items) != buffer.ids):
         return False
-    if not all(map(_writeable, buffer.views)):
-        return False        # (the general path names the read-only parameter)
+    # Still stored where the gradient found them, writable, and every gradient there.
+    if (not all(map(is_, map(_data, ps._items.values()), buffer.views))
+            or not all(map(_writeable, buffer.views))
+            or any(map(_is_none, gs._grads.values()))):
+        return False        # (the general path names a read-only parameter)
     group = _group(opt, rules, buffer, list(ps._items.values()))
     if group is None:
         return False
