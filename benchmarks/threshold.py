@@ -14,6 +14,7 @@ over the faster forced one (the target: at most 1.05).  Run it::
 
     python benchmarks/threshold.py                  # about 40 s on 2 cores
     python benchmarks/threshold.py --rounds 3 --steps 20
+    python benchmarks/threshold.py --hidden 256,512,700,1024    # where threads start to pay
 """
 
 from __future__ import annotations
@@ -90,13 +91,17 @@ def compare(what: str, make, rounds: int, steps: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hidden", default="256",
+                    help="hidden widths of the MLP, comma-separated (default 256: the target's)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=30, help="timed steps per round and setting")
     args = ap.parse_args(argv)
     print(f"{cpu_model()}, {usable_cores()} cores; numpy {np.__version__}; "
           f"PARALLEL_THRESHOLD = {kernels.PARALLEL_THRESHOLD:,}")
-    compare("784-256-256-10 MLP training step, batch 64, Adam",
-            lambda: training_step(256, 64), args.rounds, args.steps)
+    for hidden in (int(h) for h in args.hidden.split(",")):
+        size = 784 * hidden + hidden + hidden * hidden + hidden + hidden * 10 + 10
+        compare(f"784-{hidden}-{hidden}-10 MLP training step ({size:,} parameters), batch 64, "
+                "Adam", lambda hidden=hidden: training_step(hidden, 64), args.rounds, args.steps)
     compare("Adam update_, 1e7 float32 parameters", lambda: adam_step(10**7),
             args.rounds, max(args.steps // 3, 5))
     return 0
