@@ -26,6 +26,7 @@ from ..arrays import device_dtype, on_device
 from ..optimise import cpu
 from ..optimise.backend import backend_for, backend_of
 from ..optimise.kernels import finite_sum
+from ..optimise.rules import _State
 from ..tracker import Node, _describe
 from . import LearningRate, Momentum
 from .base import (
@@ -124,9 +125,10 @@ def _launch(stages: tuple, update: bool, target, g, hypers: tuple, arrays: tuple
             g[...] = gf.reshape(g.shape)
 
 
-class MxState:
+class MxState(_State):
     """One parameter's optimizer state: flat arrays (the ``state_fill`` of the optimizer's
-    kernel stage) and per-parameter scalars, made on the parameter's first step.
+    kernel stage) and per-parameter scalars, made on the parameter's first step (the Flux
+    rules' per-parameter state, with its kernel stage and dtype, and names).
 
     Read them by name, shaped like the parameter: ``state.m`` and ``state.v`` for ADAM
     (scalars ``eta``, ``beta1_t``, ``beta2_t``), ``state.nu`` for SGD with momentum,
@@ -143,11 +145,11 @@ class MxState:
     (array([0.1, 0.1]), 0.81)
     """
 
-    __slots__ = ("stage", "arrays", "scalars", "shape", "dtype")
+    __slots__ = ("stage", "dtype")
 
     def __init__(self, stage: type, arrays: tuple, scalars: list, shape: tuple, dtype):
-        self.stage, self.arrays, self.scalars = stage, arrays, scalars
-        self.shape, self.dtype = shape, dtype
+        super().__init__(arrays, scalars, shape)
+        self.stage, self.dtype = stage, dtype
 
     def __getattr__(self, name: str):
         try:
