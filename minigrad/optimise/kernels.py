@@ -266,10 +266,14 @@ def _discard_unverified(folder: str, name: str) -> None:
         if recorded != _digest(path):
             if recorded is not None:
                 _damaged(os.path.basename(path), "its contents changed")
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+            _remove(path)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:         # gone already (another process), or a read-only cache
+        pass
 
 
 def _load(source: str, fresh: bool = False, verified: bool = False):
@@ -294,7 +298,7 @@ def _load(source: str, fresh: bool = False, verified: bool = False):
         _write(path, source, SOURCE_MTIME)
     if fresh or not intact:
         for stale in _numba_files(folder, name):
-            os.unlink(stale)
+            _remove(stale)
     elif verified:
         _discard_unverified(folder, name)
     spec = importlib.util.spec_from_file_location(name, path)

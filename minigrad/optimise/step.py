@@ -11,7 +11,10 @@ gradient and the optimiser's state as they were.
 
 from __future__ import annotations
 
-from ..tracker import Grads, Node, Params
+import numpy as np
+
+from ..tracker import Grads, Node, Params, data
+from . import cpu
 from .backend import backend_for, backend_of
 from .flat import SharedScalars, steady_step, update_flat
 from .kernels import finite_sum
@@ -207,6 +210,8 @@ def update_(*args):
     """
     if len(args) == 2:
         x, x̄ = args
+        if type(data(x)) is np.ndarray and type(data(x̄)) is np.ndarray:
+            return cpu.update(x, x̄)         # (the common case, without the device checks)
         return backend_for("update_", x, x̄).update(x, x̄)
     if len(args) != 3:
         raise TypeError(f"update_ takes (x, x̄), (opt, x, x̄) or (opt, ps, gs); got {len(args)} "
