@@ -21,13 +21,24 @@ Names.  Parameters are named by where :func:`minigrad.params` finds them, as a d
 agree with the model and that the optimiser has the same structure, lists every difference,
 and changes nothing when anything differs.
 
+Objects save themselves.  Every stateful minigrad object (rules, ``Optimiser``,
+``ApplyIfFinite``, ``Scheduler``, ``Stateful``, schedules, the ``minigrad.mx`` updaters,
+optimizers and schedulers) has ``state_dict()`` (its state as plain data, nested objects as
+themselves), ``check_state_dict(state, name=...)`` (checks structure AND values, changes
+nothing, returns the function that applies the state) and ``load_state_dict(state)`` (both).
+``load`` calls ``check_state_dict`` on every object of ``opt`` first and applies the states only
+when all of them passed, so a refused file changes nothing; this module only encodes, decodes
+and checks the file itself.
+
 Your own optimisers (and any other object in ``opt``) take part in one of three ways:
 
 1. methods ``state_dict()`` returning plain data, and ``load_state_dict(state)`` taking it
-   back.  Plain data is numbers, strings, ``None``, tuples, lists, dicts with string or
-   integer keys, NumPy arrays and scalars, :class:`~minigrad.IdDict` keyed by the model's
-   parameters (saved under the parameters' names), and other checkpointable objects (restored
-   in place into the object at the same position of the current ``state_dict()``);
+   back (called after the checks of minigrad's own objects, before their states are
+   applied; define ``check_state_dict`` too, in the same class, for the two phases).  Plain
+   data is numbers, strings, ``None``, tuples, lists, dicts with string or integer keys,
+   NumPy arrays and scalars, :class:`~minigrad.IdDict` keyed by the model's parameters
+   (saved under the parameters' names), and other checkpointable objects (restored in place
+   into the object at the same position of the current ``state_dict()``);
 2. :func:`register` for a class you cannot change;
 3. nothing, for an :class:`~minigrad.AbstractOptimiser` whose attributes are all plain data
    (like the Momentum example of the optimiser docs): its attributes are saved and set back.
@@ -57,19 +68,8 @@ import zipfile
 
 import numpy as np
 
-from .optimise.flat import SharedScalars
-from .optimise.guard import ApplyIfFinite
-from .optimise.rules import (
-    FLAT_GROUPS,
-    AbstractOptimiser,
-    IdDict,
-    Optimiser,
-    Rule,
-    _State,
-    slot_values,
-)
+from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict
 from .optimise.step import LegacyOptimiser
-from .schedules import AbstractSchedule, Scheduler, Stateful
 from .tracker import Param, Params, _children, _collect, _describe
 
 __all__ = ["save", "load", "named_params", "register", "CheckpointError", "FORMAT", "VERSION"]
@@ -172,7 +172,8 @@ def register(cls: type, export, restore) -> None:
     ``restore(obj, state)`` receives the same structure back (arrays fresh, ``IdDict`` keyed
     by the model's parameters) and may check it and raise; it returns a function of no
     arguments that applies the state, called once EVERYTHING in the checkpoint has been
-    checked (so a failed load changes nothing), or ``None``.  Later registrations win.
+    checked (so a failed load changes nothing), or ``None``.  Later registrations win, and a
+    registered class is handled by its registration even if it has ``state_dict`` methods.
 
     >>> import os, tempfile, minigrad as mg
     >>> class Counter:
@@ -191,118 +192,26 @@ def register(cls: type, export, restore) -> None:
     _REGISTRY.insert(0, (cls, export, restore))
 
 
+#: Modules renamed since files were written: old name -> new name (the classes are the same).
+_MOVED = {"minigrad.mx.LearningRate": "minigrad.mx.learning_rate",
+          "minigrad.mx.Momentum": "minigrad.mx.momentum"}
+
+
 def _type_name(obj) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-# -- built-in types ------------------------------------------------------------------------------
+# -- how each object takes part -------------------------------------------------------------------
 
-def _export_rule(rule: Rule) -> dict:
-    states = IdDict()
-    for key, st in rule.state.items():
-        states[key] = {"arrays": list(st.arrays), "scalars": list(st.scalars)}
-    return {"hyper": {attr: getattr(rule, attr) for attr, _, _ in rule.fields}, "state": states}
+def _nothing(obj, saved, names):
+    return None
 
 
-def _restore_rule(rule: Rule, saved: dict, where: str, names: dict):
-    hyper, states = saved.get("hyper"), saved.get("state")
-    fields = [attr for attr, _, _ in rule.fields]
-    if not isinstance(hyper, dict) or sorted(hyper) != sorted(fields):
-        raise _Mismatch(f"{where} ({type(rule).__name__}): the checkpoint's hyperparameters "
-                        f"are {sorted(hyper) if isinstance(hyper, dict) else hyper!r}, this "
-                        f"rule's are {sorted(fields)}")
-    if not isinstance(states, IdDict):
-        raise _Mismatch(f"{where}: the checkpoint's state is not keyed by parameters")
-    n_arrays, n_scalars = len(rule.state_fill), len(rule.scalars())
-    problems = []
-    for p, entry in states.items():
-        label = f"{where}.state[{names[id(p)]!r}]"
-        arrays, scalars = entry.get("arrays"), entry.get("scalars")
-        if not isinstance(arrays, list) or len(arrays) != n_arrays:
-            problems.append(f"{label}: {type(rule).__name__} keeps {n_arrays} state array(s), "
-                            f"the checkpoint has {len(arrays) if isinstance(arrays, list) else 0}")
-            continue
-        for j, a in enumerate(arrays):
-            if not isinstance(a, np.ndarray) or a.shape != (p.size,) or a.dtype != p.dtype:
-                problems.append(f"{label}: state array {j} has "
-                                f"{_shape_dtype(a)}, the parameter needs shape ({p.size},) "
-                                f"{p.dtype}")
-        if not isinstance(scalars, list) or len(scalars) != n_scalars or not all(
-                isinstance(s, (int, float, np.integer, np.floating))
-                and not isinstance(s, bool) for s in scalars):
-            problems.append(f"{label}: {type(rule).__name__} keeps {n_scalars} scalar(s), the "
-                            f"checkpoint has {scalars!r}")
-    if problems:
-        raise _Mismatch("; ".join(problems))
-
-    def commit():
-        for attr in fields:
-            setattr(rule, attr, hyper[attr])
-        for key in list(rule.state.keys()):
-            if key not in states:
-                del rule.state[key]
-        shared_written = set()
-        for p, entry in states.items():
-            old = rule.state.get(p)
-            if old is not None and len(old.arrays) == n_arrays and all(
-                    a.shape == (p.size,) and a.dtype == p.dtype and a.flags.writeable
-                    for a in old.arrays):
-                # In place: the arrays may be views into a flat group's buffers
-                # (optimise/flat.py), which then stays valid; so may the scalars its members
-                # share, unless a member's saved scalars differ from those written for the
-                # group: that member gets its own, and storing its state again tells the group.
-                for dst, src in zip(old.arrays, entry["arrays"], strict=True):
-                    dst[...] = src
-                if id(old.scalars) not in shared_written:
-                    old.scalars[:] = entry["scalars"]
-                    if type(old.scalars) is SharedScalars:
-                        shared_written.add(id(old.scalars))
-                elif old.scalars != entry["scalars"]:
-                    old.scalars = list(entry["scalars"])
-                    rule.state[p] = old
-            else:
-                rule.state[p] = _State(tuple(entry["arrays"]), list(entry["scalars"]), p.shape)
-    return commit
-
-
-def _int_counter(value, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise _Mismatch(f"{where}: expected an integer >= {minimum}, the checkpoint has "
-                        f"{value!r}")
-    return int(value)
-
-
-def _restore_scheduler(sched: Scheduler, saved: dict, where: str, names: dict):
-    state = saved.get("state")
-    if not isinstance(state, IdDict):
-        raise _Mismatch(f"{where}: the checkpoint's step counters are not keyed by parameters")
-    for p, t in state.items():
-        _int_counter(t, f"{where}.state[{names[id(p)]!r}]", 1)
-
-    def commit():
-        sched.state = state
-    return commit
-
-
-def _restore_stateful(st: Stateful, saved: dict, where: str, names: dict):
-    value = _int_counter(saved.get("state"), f"{where}.state", 1)
-
-    def commit():
-        st.state = value
-    return commit
-
-
-def _restore_guard(guard: ApplyIfFinite, saved: dict, where: str, names: dict):
-    skipped = _int_counter(saved.get("skipped"), f"{where}.skipped", 0)
-    consecutive = _int_counter(saved.get("consecutive"), f"{where}.consecutive", 0)
-
-    def commit():
-        guard.skipped, guard.consecutive = skipped, consecutive
-    return commit
-
-
-def _nothing(obj, saved, where, names):
+def _restore_legacy(legacy, saved: dict, names: dict):
+    # LegacyOptimiser (optimise/step.py) has no state of its own: its rule saves itself.
+    if not isinstance(saved, dict) or saved.get("opt") is not legacy.opt:
+        raise ValueError("the state must hold this legacy optimiser's own rule")
     return None
 
 
@@ -310,12 +219,12 @@ def _export_attributes(obj) -> dict:
     return {k: v for k, v in vars(obj).items() if k != FLAT_GROUPS}
 
 
-def _restore_attributes(obj, saved: dict, where: str = "", names: dict | None = None):
+def _restore_attributes(obj, saved: dict, names: dict):
     current = _export_attributes(obj)
     if not isinstance(saved, dict) or sorted(saved) != sorted(current):
-        raise _Mismatch(f"{where} ({type(obj).__name__}): the checkpoint has the attributes "
-                        f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the object "
-                        f"has {sorted(current)}")
+        raise ValueError(f"{type(obj).__name__}: the checkpoint has the attributes "
+                         f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the object "
+                         f"has {sorted(current)}")
 
     def commit():
         for k, v in saved.items():
@@ -323,134 +232,42 @@ def _restore_attributes(obj, saved: dict, where: str = "", names: dict | None = 
     return commit
 
 
-# Built-ins: (class, export, restore(obj, saved, where, names)).  Checked after the protocol
-# methods and register(), most specific first.
-_BUILTIN = [
-    (ApplyIfFinite, lambda g: {"skipped": g.skipped, "consecutive": g.consecutive, "opt": g.opt},
-     _restore_guard),
-    (Optimiser, lambda o: {"os": list(o.os)}, _nothing),
-    (Scheduler, lambda s: {"state": s.state, "opt": s.opt}, _restore_scheduler),
-    (Stateful, lambda s: {"state": s.state}, _restore_stateful),
-    (LegacyOptimiser, lambda o: {"opt": o.opt}, _nothing),
-    (Rule, _export_rule, _restore_rule),
-    (AbstractSchedule, lambda s: {}, _nothing),      # configuration only, no state
-]
+def _defined_by(cls: type, attr: str):
+    """The class of ``cls``'s MRO that defines ``attr``, or ``None``."""
+    return next((c for c in cls.__mro__ if attr in c.__dict__), None)
 
 
-# -- minigrad.mx (MXNet style): registered lazily, so this module never imports it ----------------
-
-def _fields(obj) -> dict:
-    """An object's attributes: its ``__dict__`` and its ``__slots__``."""
-    return {**getattr(obj, "__dict__", {}), **slot_values(obj)}
-
-
-def _restore_fields(obj, saved: dict, where: str, names: dict):
-    current = _fields(obj)
-    if not isinstance(saved, dict) or sorted(saved, key=str) != sorted(current, key=str):
-        raise _Mismatch(f"{where} ({type(obj).__name__}): the checkpoint has the attributes "
-                        f"{sorted(saved, key=str) if isinstance(saved, dict) else saved!r}, "
-                        f"the object has {sorted(current, key=str)}")
-
-    def commit():
-        for k, v in saved.items():
-            object.__setattr__(obj, k, v)      # (mx optimizers check on setattr: values were)
-    return commit
-
-
-def _export_updater(u) -> dict:
-    from .mx.optimizers import MxState
-    states = {}
-    for index, st in u.states.items():
-        if isinstance(st, MxState):
-            st = {"stage": st.stage.__qualname__, "arrays": list(st.arrays),
-                  "scalars": list(st.scalars), "shape": tuple(st.shape),
-                  "dtype": np.dtype(st.dtype).str}
-        states[index] = st
-    return {"optimizer": u.optimizer, "states": states}
-
-
-def _restore_updater(u, saved: dict, where: str, names: dict):
-    from .mx.optimizers import MxState
-    states = saved.get("states")
-    if not isinstance(states, dict):
-        raise _Mismatch(f"{where}: the checkpoint has no states")
-    made = {}
-    for index, entry in states.items():
-        if not (isinstance(entry, dict) and "stage" in entry):
-            made[index] = entry                 # a user-defined optimizer's own state
-            continue
-        label = f"{where}.states[{index!r}]"
-        try:
-            shape, dtype = tuple(entry["shape"]), np.dtype(entry["dtype"])
-            template = u.optimizer._new_state(np.empty(shape, dtype))
-        except (AttributeError, TypeError, ValueError, KeyError) as err:
-            raise _Mismatch(f"{label}: {type(u.optimizer).__name__} cannot take this state "
-                            f"({err})") from None
-        arrays, scalars = entry.get("arrays"), entry.get("scalars")
-        if template.stage.__qualname__ != entry["stage"]:
-            raise _Mismatch(f"{label}: the checkpoint has {entry['stage']}'s state, "
-                            f"{type(u.optimizer).__name__} keeps {template.stage.__qualname__}'s")
-        size = int(np.prod(shape, dtype=np.int64))
-        if (not isinstance(arrays, list) or len(arrays) != len(template.arrays) or any(
-                not isinstance(a, np.ndarray) or a.shape != (size,) or a.dtype != dtype
-                for a in arrays) or not isinstance(scalars, list)
-                or len(scalars) != len(template.scalars)):
-            raise _Mismatch(f"{label}: the state's arrays or scalars do not fit "
-                            f"{template.stage.__qualname__} for shape {shape} {dtype}")
-        made[index] = MxState(template.stage, tuple(arrays), list(scalars), shape, dtype)
-
-    def commit():
-        old = dict(u.states)
-        u.states.clear()
-        for index, st in made.items():
-            before = old.get(index)
-            if (isinstance(st, MxState) and isinstance(before, MxState)
-                    and before.stage is st.stage and before.shape == st.shape
-                    and before.dtype == st.dtype and all(
-                        type(a) is np.ndarray and a.flags.writeable for a in before.arrays)):
-                for dst, src in zip(before.arrays, st.arrays, strict=True):
-                    dst[...] = src             # in place
-                before.scalars[:] = st.scalars
-                st = before
-            u.states[index] = st
-    return commit
-
-
-def _mx_handlers() -> list:
-    import sys
-    if "minigrad.mx" not in sys.modules:
-        return []
-    from . import mx
-    return [
-        (mx.Updater, _export_updater, _restore_updater),
-        (mx.AbstractOptimizer, _fields, _restore_fields),
-        (mx.AbstractLearningRateScheduler, _fields, _restore_fields),
-        (mx.AbstractMomentumScheduler, _fields, _restore_fields),
-        (mx.OptimizationState, _fields, _restore_fields),
-    ]
-
-
-_BUILTIN_RESTORES = {restore for _, _, restore in _BUILTIN} | {
-    _restore_fields, _restore_updater}
+def _two_phase(obj) -> bool:
+    """Whether ``obj`` loads in two phases: ``check_state_dict(state, name=...)`` checks and
+    returns the commit, from the same class as its ``state_dict`` and ``load_state_dict`` (a
+    subclass overriding only those loads through its own ``load_state_dict``)."""
+    owners = {_defined_by(type(obj), m)
+              for m in ("state_dict", "check_state_dict", "load_state_dict")}
+    return len(owners) == 1 and None not in owners
 
 
 def _handler(obj):
-    """``(export, restore(obj, saved, where, names))`` for ``obj``, or ``None``."""
+    """``(export(obj), prepare(obj, state, names), checked)`` for ``obj``, or ``None``.
+
+    ``prepare`` checks ``state`` (raising ``ValueError``/``TypeError``) and returns a function
+    that applies it, or ``None``; ``checked`` says that this function cannot fail (everything
+    was checked first), so it runs after every other check passed.  A function that may fail
+    (``register``'s restores, a user-defined ``load_state_dict``) runs before the others."""
+    for cls, export, restore in _REGISTRY:
+        if isinstance(obj, cls):
+            return export, (lambda o, s, names, restore=restore: restore(o, s)), False
+    if _two_phase(obj):
+        return (lambda o: o.state_dict(),
+                lambda o, s, names: o.check_state_dict(s, name=lambda p: repr(names[id(p)])),
+                True)
     if callable(getattr(obj, "state_dict", None)) and callable(
             getattr(obj, "load_state_dict", None)):
         return (lambda o: o.state_dict(),
-                lambda o, s, where, names: (lambda: o.load_state_dict(s)))
-    for cls, export, restore in _REGISTRY:
-        if isinstance(obj, cls):
-            return export, (lambda o, s, where, names, restore=restore: restore(o, s))
-    for cls, export, restore in _BUILTIN:
-        if isinstance(obj, cls):
-            return export, restore
-    for cls, export, restore in _mx_handlers():
-        if isinstance(obj, cls):
-            return export, restore
+                lambda o, s, names: (lambda: o.load_state_dict(s)), False)
+    if isinstance(obj, LegacyOptimiser):
+        return (lambda o: {"opt": o.opt}), _restore_legacy, True
     if isinstance(obj, AbstractOptimiser):
-        return _export_attributes, _restore_attributes
+        return _export_attributes, _restore_attributes, True
     return None
 
 
@@ -602,20 +419,27 @@ class _Reader:
 
     def restore(self, node: dict, obj, where: str):
         """Check ``node`` against ``obj`` and queue the in-place restore; return ``obj``."""
-        if obj is None or _type_name(obj) != node["__object__"]:
+        saved = node["__object__"]
+        module, _, name = str(saved).rpartition(".")
+        if module in _MOVED:
+            saved = f"{_MOVED[module]}.{name}"
+        if obj is None or _type_name(obj) != saved:
             given = "nothing" if obj is None else f"a {_type_name(obj)}"
             raise _Mismatch(f"{where}: the checkpoint has a {node['__object__']}, the object "
                             f"given has {given} there")
         handler = _handler(obj)
         if handler is None:
             raise _refuse(obj, where)
-        export, restore = handler
+        export, prepare, checked = handler
         state = self.decode(node.get("state"), export(obj), where)
-        commit = restore(obj, state, where, self.names)
+        try:
+            commit = prepare(obj, state, self.names)
+        except (ValueError, TypeError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise _Mismatch(f"{where}: {err}") from None
         if commit is not None:
-            # Your own restore functions run first: they are the only ones that may fail.
-            builtin = restore in _BUILTIN_RESTORES or restore is _restore_attributes
-            (self.commits if builtin else self.user_commits).append(commit)
+            (self.commits if checked else self.user_commits).append(commit)
         return obj
 
 
