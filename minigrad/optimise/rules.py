@@ -244,8 +244,8 @@ def _hyper(owner: str, attr: str, value):
     if attr == "beta":
         pair = tuple(value) if isinstance(value, (tuple, list)) else None
         if pair is None or len(pair) != 2 or not all(_real(v) and test(v) for v in pair):
-            raise ValueError(f"{owner}: hyperparameter beta must be a pair (β1, β2) of finite "
-                             f"real numbers {wanted}, got {value!r}")
+            raise ValueError(f"{owner}: hyperparameter beta must be a finite real number "
+                             f"pair (β1, β2), each {wanted}, got {value!r}")
         return pair
     if not _real(value):
         raise ValueError(f"{owner}: hyperparameter {attr} must be a finite real number, got "
