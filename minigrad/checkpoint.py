@@ -70,7 +70,8 @@ import numpy as np
 
 from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict
 from .optimise.step import LegacyOptimiser
-from .tracker import Param, Params, _children, _collect, _describe
+from .tracker import Param, Params, _describe
+from .tree import containers, walk
 
 __all__ = ["save", "load", "named_params", "register", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -94,10 +95,6 @@ class CheckpointError(ValueError):
 
 # -- names ---------------------------------------------------------------------------------------
 
-def _join(prefix: str, key) -> str:
-    return f"{prefix}.{key}" if prefix else str(key)
-
-
 def named_params(model) -> list:
     """``[(name, parameter), ...]`` for every trainable array of ``model``, in the order of
     :func:`minigrad.params`: the names checkpoints use.
@@ -117,47 +114,26 @@ def named_params(model) -> list:
     """
     if isinstance(model, Param):
         return [("param", model)]
-    out: list = []
-    _walk(model, "", out, set(), set())
+    out = []
+    for path, p in walk(model, Param, (Params,)):
+        for depth, parent in enumerate(containers(model, path, (Params,))):
+            where = ".".join(map(str, path[:depth])) or "the model"
+            key = path[depth]
+            if isinstance(parent, (set, frozenset)):
+                raise TypeError(f"named_params: {where} is a set holding parameters; a set has "
+                                "no stable order, so its parameters cannot be named (use a list "
+                                "or a dict)")
+            if isinstance(parent, dict) and (isinstance(key, bool)
+                                             or not isinstance(key, (str, int))):
+                raise TypeError(f"named_params: the dict at {where} has the key {key!r}; "
+                                "parameters need string or integer keys")
+        out.append((".".join(map(str, path)), p))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise TypeError(f"named_params: two parameters are both named {twice[0]!r}; checkpoints "
                         "need a unique name for each")
     return out
-
-
-def _walk(x, path: str, out: list, seen: set, found: set) -> None:
-    # The traversal of params() (tracker._children), with names.
-    if isinstance(x, Param):
-        if id(x) not in found:
-            found.add(id(x))
-            out.append((path or "param", x))
-        return
-    children = _children(x)
-    if children is None or id(x) in seen:
-        return
-    seen.add(id(x))
-    if isinstance(x, (set, frozenset)):
-        if _has_params(x):
-            raise TypeError(f"named_params: {path or 'the model'} is a set holding parameters; "
-                            "a set has no stable order, so its parameters cannot be named "
-                            "(use a list or a dict)")
-        return
-    if isinstance(x, dict):
-        for key in x:
-            if isinstance(key, bool) or not isinstance(key, (str, int)):
-                if _has_params(x[key]):
-                    raise TypeError(f"named_params: the dict at {path or 'the model'} has the "
-                                    f"key {key!r}; parameters need string or integer keys")
-    for key, child in children:
-        _walk(child, _join(path, key), out, seen, found)
-
-
-def _has_params(x) -> bool:
-    found = Params()
-    _collect(x, found, set())
-    return len(found) > 0
 
 
 # -- the registry --------------------------------------------------------------------------------
