@@ -65,6 +65,7 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -331,8 +332,8 @@ class _Writer:
 class _Reader:
     """Turns JSON back into values, pairing each object with the one in place to restore."""
 
-    def __init__(self, arrays: dict, params: dict, names: dict, path: str):
-        self.arrays = arrays        # npz key -> array
+    def __init__(self, arrays: _Members, params: dict, names: dict, path: str):
+        self.arrays = arrays        # the checkpoint's arrays, read when asked for
         self.params = params        # name -> parameter of the model
         self.names = names          # id(parameter) -> name
         self.path = path
@@ -356,14 +357,18 @@ class _Reader:
         if not isinstance(node, dict) or len(node) not in (1, 2):
             raise self.corrupt(f"unexpected entry at {where}: {str(node)[:80]}")
         if "__array__" in node:
-            a = self.arrays.get(node["__array__"])
-            if a is None:
-                raise self.corrupt(f"the array {node['__array__']!r} of {where} is missing")
+            key = node["__array__"]
+            if not isinstance(key, str) or not key.startswith("state/") \
+                    or not self.arrays.has(key):
+                raise self.corrupt(f"the array {key!r} of {where} is missing")
+            shape, dtype = self.arrays.header(key)
             if isinstance(current, np.ndarray) and (current.shape, current.dtype) != (
-                    a.shape, a.dtype):
-                raise _Mismatch(f"{where}: the checkpoint has {_shape_dtype(a)}, the object "
-                                f"given has {_shape_dtype(current)}")
-            return a
+                    shape, dtype):
+                raise _Mismatch(f"{where}: the checkpoint has shape {shape} {dtype}, the "
+                                f"object given has {_shape_dtype(current)}")
+            # An array the object has already bounds the read; any other, the model's size.
+            return self.arrays.read(key, (shape, dtype) if isinstance(current, np.ndarray)
+                                    else None)
         if "__float__" in node:
             return float(node["__float__"])
         if "__numpy__" in node:
@@ -446,8 +451,10 @@ def _fsync_folder(folder: str) -> None:
 
 
 def _write_array(zf: zipfile.ZipFile, key: str, a: np.ndarray) -> None:
+    # (np.ascontiguousarray would turn a 0-d array into shape (1,).)
+    a = a if a.flags.c_contiguous else a.copy(order="C")
     with zf.open(key + ".npy", "w", force_zip64=True) as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+        np.lib.format.write_array(f, a, allow_pickle=False)
 
 
 def save(path, model, opt=None, *, extra=None) -> None:
@@ -505,32 +512,109 @@ def save(path, model, opt=None, *, extra=None) -> None:
     _fsync_folder(folder)
 
 
-def _read(path: str) -> tuple:
-    """``(meta, arrays)`` of the checkpoint at ``path``, or a :class:`CheckpointError`."""
-    try:
-        with zipfile.ZipFile(path) as zf:
+#: Errors a damaged or hostile file can raise while it is read (zlib.error from a deflated
+#: member, RuntimeError for "File ... is encrypted", RecursionError from deep nesting, ...).
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError, OSError,
+                EOFError, UnicodeDecodeError, NotImplementedError, RuntimeError,
+                RecursionError, OverflowError, MemoryError, KeyError, TypeError, AttributeError)
+#: The most bytes ``minigrad.json`` may inflate to.
+_META_LIMIT = 64 << 20
+#: The most bytes an array that no array of the model or optimiser sizes may hold (one in
+#: ``extra``, or the state of a parameter the optimiser has none for yet): the larger of this
+#: and the model's largest parameter.
+_ARRAY_FLOOR = 1 << 20
+
+
+class _Members:
+    """The arrays of an open checkpoint, read only when asked for, each checked against what
+    it may be before its data is read (so nothing unreferenced is inflated and no declared
+    shape allocates more than the model needs)."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: str, limit: int):
+        self.zf, self.path, self.limit = zf, path, limit
+        self.names = set(zf.namelist())
+        self.cache: dict = {}
+
+    def corrupt(self, what: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: corrupted checkpoint: {what}")
+
+    def has(self, key: str) -> bool:
+        return key + ".npy" in self.names
+
+    def header(self, key: str) -> tuple:
+        """``(shape, dtype)`` of member ``key``, reading only its header."""
+        with self._open(key) as f:
+            return self._header(key, f)[:2]
+
+    def read(self, key: str, expect: tuple | None = None) -> np.ndarray:
+        """Member ``key``'s array; ``expect`` is the ``(shape, dtype)`` it must have (else a
+        size limit applies), checked before its data is read."""
+        if key in self.cache:
+            return self.cache[key]
+        with self._open(key) as f:
+            shape, dtype, fortran = self._header(key, f)
+            if expect is not None and (shape, dtype) != expect:
+                raise _Mismatch(f"the array {key!r} has shape {shape} {dtype}, where "
+                                f"shape {expect[0]} {expect[1]} is needed")
+            size = math.prod(shape) * dtype.itemsize
+            if expect is None and size > self.limit:
+                raise self.corrupt(f"the array {key!r} declares shape {shape} {dtype} "
+                                   f"({size} bytes), more than this model's arrays need "
+                                   f"({self.limit} bytes at most); refused before reading it")
             try:
-                meta = json.loads(zf.read(_META).decode("utf-8"))
-            except KeyError:
-                raise CheckpointError(f"{path}: not a minigrad checkpoint (no {_META} in the "
-                                      "archive)") from None
-            arrays = {}
-            for member in zf.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with zf.open(member) as f:
-                    a = np.lib.format.read_array(f, allow_pickle=False)
-                    if f.read(1):
-                        raise ValueError(f"{member} has trailing bytes")
-                arrays[member[:-4]] = a
+                data = f.read(size)
+                if len(data) != size or f.read(1):
+                    raise ValueError("its data is truncated or has trailing bytes")
+            except _READ_ERRORS as err:
+                raise self.corrupt(f"the array {key!r} cannot be read: "
+                                   f"{type(err).__name__}: {err}") from None
+        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+        self.cache[key] = a
+        return a
+
+    def _open(self, key: str):
+        if not self.has(key):
+            raise self.corrupt(f"the array {key!r} is missing")
+        try:
+            return self.zf.open(key + ".npy")
+        except _READ_ERRORS as err:
+            raise self.corrupt(f"the array {key!r} cannot be opened: "
+                               f"{type(err).__name__}: {err}") from None
+
+    def _header(self, key: str, f) -> tuple:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f".npy version {version}")
+            read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(f)
+        except _READ_ERRORS as err:
+            raise self.corrupt(f"the array {key!r} has no readable header: "
+                               f"{type(err).__name__}: {err}") from None
+        if dtype.hasobject or dtype.kind not in "biufc":
+            raise self.corrupt(f"the array {key!r} has dtype {dtype} (only numbers are read)")
+        return tuple(shape), dtype, fortran
+
+
+def _read_meta(zf: zipfile.ZipFile, path: str) -> dict:
+    """The checked ``minigrad.json`` of the open checkpoint, or a :class:`CheckpointError`."""
+    try:
+        try:
+            with zf.open(_META) as f:
+                text = f.read(_META_LIMIT + 1)
+        except KeyError:
+            raise CheckpointError(f"{path}: not a minigrad checkpoint (no {_META} in the "
+                                  "archive)") from None
+        if len(text) > _META_LIMIT:
+            raise CheckpointError(f"{path}: corrupted checkpoint: {_META} is larger than "
+                                  f"{_META_LIMIT} bytes")
+        meta = json.loads(text.decode("utf-8"))
     except CheckpointError:
         raise
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, UnicodeDecodeError,
-            NotImplementedError) as err:
+    except _READ_ERRORS as err:
         raise CheckpointError(f"{path}: not a readable minigrad checkpoint (corrupted or "
-                              f"truncated?): {type(err).__name__}: {err}") from err
+                              f"truncated?): {type(err).__name__}: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a minigrad checkpoint ({_META} has no "
                               f"format {FORMAT!r})")
@@ -540,20 +624,21 @@ def _read(path: str) -> tuple:
                               f"versions up to {VERSION} (a newer minigrad wrote it?)")
     if not isinstance(meta.get("params"), list):
         raise CheckpointError(f"{path}: corrupted checkpoint: no parameter list")
-    return meta, arrays
+    return meta
 
 
-def _check_params(path: str, meta: dict, arrays: dict, named: list) -> list:
-    """The ``(parameter, saved array)`` pairs, or a :class:`CheckpointError` listing every
-    difference of names, shapes and dtypes."""
+def _check_params(path: str, meta: dict, members: _Members, named: list) -> list:
+    """The ``(parameter, member key)`` pairs, or a :class:`CheckpointError` listing every
+    difference of names, shapes and dtypes (read from the members' headers only)."""
     saved = {}
     for entry in meta["params"]:
-        try:
-            name = entry["name"]
-            saved[name] = arrays["params/" + name]
-        except (KeyError, TypeError):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not members.has("params/" + name):
             raise CheckpointError(f"{path}: corrupted checkpoint: parameter entry "
-                                  f"{str(entry)[:80]} has no array") from None
+                                  f"{str(entry)[:80]} has no array")
+        shape, dtype = members.header("params/" + name)
+        saved[name] = np.lib.stride_tricks.as_strided(np.empty((), dtype), shape,
+                                                      (0,) * len(shape), writeable=False)
     model = dict(named)
     problems = []
     missing = [n for n in model if n not in saved]
@@ -574,7 +659,7 @@ def _check_params(path: str, meta: dict, arrays: dict, named: list) -> list:
         elif not p.data.flags.writeable:
             problems.append(f"{n}: the model's array is read-only")
         else:
-            pairs.append((p, a))
+            pairs.append((p, "params/" + n))
     if problems:
         raise CheckpointError(f"{path} does not match the model ({len(problems)} "
                               "difference(s)); nothing was loaded:\n  " + "\n  ".join(problems))
@@ -609,30 +694,41 @@ def load(path, model, opt=None):
       W: the checkpoint has shape (2,) float64, the model has shape (1,) float64
     """
     path = os.fspath(path)
-    meta, arrays = _read(path)
     named = named_params(model)
-    pairs = _check_params(path, meta, arrays, named)
-    reader = _Reader(arrays, dict(named), {id(p): n for n, p in named}, path)
+    limit = max([_ARRAY_FLOOR] + [p.data.nbytes for _, p in named])
     try:
-        if opt is not None:
-            if meta.get("opt") is None:
-                raise _Mismatch("the checkpoint holds no optimiser state, but an optimiser "
-                                "was given")
-            reader.decode(meta["opt"], opt, "opt")
-        extra = None if meta.get("extra") is None else reader.decode(meta["extra"], None,
-                                                                     "extra")
-    except _Mismatch as err:
-        raise CheckpointError(f"{path} does not match the optimiser given; nothing was "
-                              f"loaded: {err}") from None
-    except (KeyError, TypeError, AttributeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
+        zf = zipfile.ZipFile(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except _READ_ERRORS as err:
+        raise CheckpointError(f"{path}: not a readable minigrad checkpoint (corrupted or "
+                              f"truncated?): {type(err).__name__}: {err}") from None
+    with zf:
+        meta = _read_meta(zf, path)
+        members = _Members(zf, path, limit)
+        pairs = _check_params(path, meta, members, named)
+        reader = _Reader(members, dict(named), {id(p): n for n, p in named}, path)
+        try:
+            if opt is not None:
+                if meta.get("opt") is None:
+                    raise _Mismatch("the checkpoint holds no optimiser state, but an "
+                                    "optimiser was given")
+                reader.decode(meta["opt"], opt, "opt")
+            extra = None if meta.get("extra") is None else reader.decode(meta["extra"], None,
+                                                                         "extra")
+            values = [(p, members.read(key, (p.shape, p.dtype))) for p, key in pairs]
+        except _Mismatch as err:
+            raise CheckpointError(f"{path} does not match the optimiser given; nothing was "
+                                  f"loaded: {err}") from None
+        except CheckpointError:
             raise
-        raise CheckpointError(f"{path}: corrupted checkpoint: {type(err).__name__}: "
-                              f"{err}") from err
+        except _READ_ERRORS as err:
+            raise CheckpointError(f"{path}: corrupted checkpoint: {type(err).__name__}: "
+                                  f"{str(err)[:200]}") from None
     # Everything checked: now write.
     for commit in reader.user_commits:
         commit()
-    for p, a in pairs:
+    for p, a in values:
         p.data[...] = a
     for commit in reader.commits:
         commit()
