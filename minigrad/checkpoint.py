@@ -519,10 +519,12 @@ _READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError
                 RecursionError, OverflowError, MemoryError, KeyError, TypeError, AttributeError)
 #: The most bytes ``minigrad.json`` may inflate to.
 _META_LIMIT = 64 << 20
-#: The most bytes an array that no array of the model or optimiser sizes may hold (one in
-#: ``extra``, or the state of a parameter the optimiser has none for yet): the larger of this
-#: and the model's largest parameter.
+#: What an array that no array of the model or optimiser sizes (one in ``extra``, or the
+#: state of a parameter the optimiser has none for yet) may hold: at most the larger of this
+#: and the model's largest parameter each, and all of them together at most this plus
+#: ``_STATE_ARRAYS`` times the model's parameters (Adam keeps 2 arrays per parameter, OAdam 3).
 _ARRAY_FLOOR = 1 << 20
+_STATE_ARRAYS = 8
 
 
 class _Members:
@@ -530,8 +532,10 @@ class _Members:
     it may be before its data is read (so nothing unreferenced is inflated and no declared
     shape allocates more than the model needs)."""
 
-    def __init__(self, zf: zipfile.ZipFile, path: str, limit: int):
-        self.zf, self.path, self.limit = zf, path, limit
+    def __init__(self, zf: zipfile.ZipFile, path: str, params: list):
+        self.zf, self.path = zf, path
+        self.limit = max([_ARRAY_FLOOR] + [p.data.nbytes for p in params])
+        self.budget = _ARRAY_FLOOR + _STATE_ARRAYS * sum(p.data.nbytes for p in params)
         self.names = set(zf.namelist())
         self.cache: dict = {}
 
@@ -557,18 +561,21 @@ class _Members:
                 raise _Mismatch(f"the array {key!r} has shape {shape} {dtype}, where "
                                 f"shape {expect[0]} {expect[1]} is needed")
             size = math.prod(shape) * dtype.itemsize
-            if expect is None and size > self.limit:
-                raise self.corrupt(f"the array {key!r} declares shape {shape} {dtype} "
-                                   f"({size} bytes), more than this model's arrays need "
-                                   f"({self.limit} bytes at most); refused before reading it")
+            if expect is None:
+                if size > min(self.limit, self.budget):
+                    raise self.corrupt(
+                        f"the array {key!r} declares shape {shape} {dtype} ({size} bytes), "
+                        f"more than this model's arrays need ({min(self.limit, self.budget)} "
+                        "bytes left); refused before reading it")
+                self.budget -= size
             try:
-                data = f.read(size)
-                if len(data) != size or f.read(1):
+                data = bytearray(size)
+                if f.readinto(data) != size or f.read(1):
                     raise ValueError("its data is truncated or has trailing bytes")
             except _READ_ERRORS as err:
                 raise self.corrupt(f"the array {key!r} cannot be read: "
                                    f"{type(err).__name__}: {err}") from None
-        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C").copy()
+        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
         self.cache[key] = a
         return a
 
@@ -695,7 +702,6 @@ def load(path, model, opt=None):
     """
     path = os.fspath(path)
     named = named_params(model)
-    limit = max([_ARRAY_FLOOR] + [p.data.nbytes for _, p in named])
     try:
         zf = zipfile.ZipFile(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -705,7 +711,7 @@ def load(path, model, opt=None):
                               f"truncated?): {type(err).__name__}: {err}") from None
     with zf:
         meta = _read_meta(zf, path)
-        members = _Members(zf, path, limit)
+        members = _Members(zf, path, [p for _, p in named])
         pairs = _check_params(path, meta, members, named)
         reader = _Reader(members, dict(named), {id(p): n for n, p in named}, path)
         try:
