@@ -181,10 +181,6 @@ def _type_name(obj) -> str:
 
 # -- how each object takes part -------------------------------------------------------------------
 
-def _nothing(obj, saved, names):
-    return None
-
-
 def _restore_legacy(legacy, saved: dict, names: dict):
     # LegacyOptimiser (optimise/step.py) has no state of its own: its rule saves itself.
     if not isinstance(saved, dict) or saved.get("opt") is not legacy.opt:
@@ -591,10 +587,10 @@ class _Members:
     def _header(self, key: str, f) -> tuple:
         try:
             version = np.lib.format.read_magic(f)
-            if version not in ((1, 0), (2, 0), (3, 0)):
+            if version not in ((1, 0), (2, 0)):         # (what np.save writes for numbers)
                 raise ValueError(f".npy version {version}")
-            read = {(1, 0): np.lib.format.read_array_header_1_0}.get(
-                version, np.lib.format.read_array_header_2_0)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read(f)
         except _READ_ERRORS as err:
             raise self.corrupt(f"the array {key!r} has no readable header: "
@@ -643,9 +639,7 @@ def _check_params(path: str, meta: dict, members: _Members, named: list) -> list
         if not isinstance(name, str) or not members.has("params/" + name):
             raise CheckpointError(f"{path}: corrupted checkpoint: parameter entry "
                                   f"{str(entry)[:80]} has no array")
-        shape, dtype = members.header("params/" + name)
-        saved[name] = np.lib.stride_tricks.as_strided(np.empty((), dtype), shape,
-                                                      (0,) * len(shape), writeable=False)
+        saved[name] = members.header("params/" + name)         # (shape, dtype)
     model = dict(named)
     problems = []
     missing = [n for n in model if n not in saved]
@@ -654,14 +648,15 @@ def _check_params(path: str, meta: dict, members: _Members, named: list) -> list
         p = model[n]
         problems.append(f"the model's {n} (shape {p.shape} {p.dtype}) is not in the checkpoint")
     for n in unexpected:
-        problems.append(f"the checkpoint's {n} ({_shape_dtype(saved[n])}) is not in the model")
+        problems.append(f"the checkpoint's {n} (shape {saved[n][0]} {saved[n][1]}) is not in "
+                        "the model")
     pairs = []
     for n, p in named:
-        a = saved.get(n)
-        if a is None:
+        if n not in saved:
             continue
-        if a.shape != p.shape or a.dtype != p.dtype:
-            problems.append(f"{n}: the checkpoint has shape {a.shape} {a.dtype}, the model "
+        shape, dtype = saved[n]
+        if shape != p.shape or dtype != p.dtype:
+            problems.append(f"{n}: the checkpoint has shape {shape} {dtype}, the model "
                             f"has shape {p.shape} {p.dtype}")
         elif not p.data.flags.writeable:
             problems.append(f"{n}: the model's array is read-only")
