@@ -43,9 +43,13 @@ class SavesFields:
     _rebuild = False
 
     def state_dict(self) -> dict:
+        """The attributes, by name (the live values, not copies)."""
         return {**getattr(self, "__dict__", {}), **slot_values(self)}
 
     def check_state_dict(self, state, name=None):
+        """Check ``state`` (the same attribute names; nested schedulers this object's own;
+        values a built-in constructor accepts) and return a function that sets them; a
+        ``ValueError`` otherwise, before anything changes."""
         owner = type(self).__name__
         current = self.state_dict()
         if not isinstance(state, dict) or sorted(state, key=str) != sorted(current, key=str):
@@ -69,6 +73,7 @@ class SavesFields:
         return commit
 
     def load_state_dict(self, state) -> None:
+        """``check_state_dict(state)``, then set the attributes."""
         self.check_state_dict(state)()
 
 
