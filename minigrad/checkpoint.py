@@ -117,7 +117,10 @@ def named_params(model) -> list:
         return [("param", model)]
     out = []
     for path, p in walk(model, Param, (Params,)):
-        for depth, parent in enumerate(containers(model, path, (Params,))):
+        # A key that is not a string or an int comes from a set (None) or an odd dict key:
+        # only then look at the containers along the path, to name the problem.
+        plain = all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in path)
+        for depth, parent in enumerate([] if plain else containers(model, path, (Params,))):
             where = ".".join(map(str, path[:depth])) or "the model"
             key = path[depth]
             if isinstance(parent, (set, frozenset)):

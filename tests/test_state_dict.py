@@ -167,3 +167,18 @@ def test_fmap_rebuilds_only_what_changed_and_keeps_ties():
     assert out.b[0] is out.a and np.array_equal(out.a, [2.0, 2.0]) and out.b[1] == "text"
     same = {"k": "v"}
     assert fmap(lambda y: NotImplemented, same) is same
+
+
+@pytest.mark.parametrize("model,message", [
+    (lambda W: {(1, 2): W}, r"the dict at the model has the key \(1, 2\)"),
+    (lambda W: {"a": {None: [W]}}, r"the dict at a has the key None"),
+    (lambda W: {"a": {"b": {W}}}, r"a\.b is a set holding parameters"),
+])
+def test_named_params_refuses_unnameable_paths(model, message):
+    with pytest.raises(TypeError, match=message):
+        mg.checkpoint.named_params(model(mg.param([1.0])))
+
+
+def test_named_params_ignores_odd_keys_without_parameters():
+    W = mg.param([1.0])
+    assert mg.checkpoint.named_params({(1, 2): "x", "s": {3}, "k": W}) == [("k", W)]
