@@ -722,8 +722,9 @@ def load(path, model, opt=None):
                                                                          "extra")
             values = [(p, members.read(key, (p.shape, p.dtype))) for p, key in pairs]
         except _Mismatch as err:
-            raise CheckpointError(f"{path} does not match the optimiser given; nothing was "
-                                  f"loaded: {err}") from None
+            raise CheckpointError(f"{path}: its optimiser state does not fit the optimiser "
+                                  f"given (structure or values); nothing was loaded: {err}"
+                                  ) from None
         except CheckpointError:
             raise
         except _READ_ERRORS as err:
