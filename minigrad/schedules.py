@@ -210,7 +210,7 @@ class AbstractSchedule:
 
     def check_state_dict(self, state, name=None):
         """Check that ``state`` is ``{}``; return a function that loads nothing."""
-        if state != {}:
+        if not isinstance(state, dict) or state:
             raise ValueError(f"{type(self).__name__}: a schedule has no state, got "
                              f"{str(state)[:80]}")
         return lambda: None
