@@ -21,6 +21,16 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 STEPS = 3                      # steps taken before each fixture was saved
 
 
+@pytest.fixture(autouse=True)
+def _keep_global_rng():
+    # The layers draw their initial weights from NumPy's global generator (then overwritten
+    # by _fill): leave its state as it was, so later tests see the stream they would without
+    # this file.
+    state = np.random.get_state()
+    yield
+    np.random.set_state(state)
+
+
 def _rng(case: str, k: int) -> np.random.Generator:
     return np.random.default_rng([sum(map(ord, case)), k])
 
