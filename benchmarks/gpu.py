@@ -15,8 +15,8 @@ What it does, in one process, printing every figure as it goes:
    float32 elements (:func:`minigrad.optimise.gpu_checks.check_kernels`), and every Flux rule
    through ``update_``/``apply_`` on GPU arrays, ClipNorm, a composed chain and the flat-buffer
    Params form (:func:`minigrad.optimise.gpu_checks.check_rules`), each against the CPU: largest
-   difference relative to the largest parameter.  The same update through a PyTorch CUDA tensor and a CuPy
-   array (``__cuda_array_interface__``, no host copies) must give the same values.
+   difference relative to the largest parameter.  The same update through a PyTorch CUDA tensor
+   and a CuPy array (``__cuda_array_interface__``, no host copies) must give the same values.
 4. End to end (needs CuPy): an MLP (784-256-256-10, float32) trained for 200 Adam steps on the
    GPU (``gpu(model)``, forward and backward on CuPy arrays, the optimiser's CUDA kernel) and the
    same model from the same initial weights on the CPU; the loss curves are compared and the GPU

@@ -21,13 +21,24 @@ Names.  Parameters are named by where :func:`minigrad.params` finds them, as a d
 agree with the model and that the optimiser has the same structure, lists every difference,
 and changes nothing when anything differs.
 
+Objects save themselves.  Every stateful minigrad object (rules, ``Optimiser``,
+``ApplyIfFinite``, ``Scheduler``, ``Stateful``, schedules, the ``minigrad.mx`` updaters,
+optimizers and schedulers) has ``state_dict()`` (its state as plain data, nested objects as
+themselves), ``check_state_dict(state, name=...)`` (checks structure AND values, changes
+nothing, returns the function that applies the state) and ``load_state_dict(state)`` (both).
+``load`` calls ``check_state_dict`` on every object of ``opt`` first and applies the states only
+when all of them passed, so a refused file changes nothing; this module only encodes, decodes
+and checks the file itself.
+
 Your own optimisers (and any other object in ``opt``) take part in one of three ways:
 
 1. methods ``state_dict()`` returning plain data, and ``load_state_dict(state)`` taking it
-   back.  Plain data is numbers, strings, ``None``, tuples, lists, dicts with string or
-   integer keys, NumPy arrays and scalars, :class:`~minigrad.IdDict` keyed by the model's
-   parameters (saved under the parameters' names), and other checkpointable objects (restored
-   in place into the object at the same position of the current ``state_dict()``);
+   back (called after the checks of minigrad's own objects, before their states are
+   applied; define ``check_state_dict`` too, in the same class, for the two phases).  Plain
+   data is numbers, strings, ``None``, tuples, lists, dicts with string or integer keys,
+   NumPy arrays and scalars, :class:`~minigrad.IdDict` keyed by the model's parameters
+   (saved under the parameters' names), and other checkpointable objects (restored in place
+   into the object at the same position of the current ``state_dict()``);
 2. :func:`register` for a class you cannot change;
 3. nothing, for an :class:`~minigrad.AbstractOptimiser` whose attributes are all plain data
    (like the Momentum example of the optimiser docs): its attributes are saved and set back.
@@ -54,23 +65,13 @@ import math
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
-from .optimise.flat import SharedScalars
-from .optimise.guard import ApplyIfFinite
-from .optimise.rules import (
-    FLAT_GROUPS,
-    AbstractOptimiser,
-    IdDict,
-    LegacyOptimiser,
-    Optimiser,
-    Rule,
-    _State,
-    slot_values,
-)
-from .schedules import AbstractSchedule, Scheduler, Stateful
-from .tracker import Param, Params, _children, _collect, _describe
+from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict
+from .tracker import Param, Params, _describe
+from .tree import containers, walk
 
 __all__ = ["save", "load", "named_params", "register", "CheckpointError", "FORMAT", "VERSION"]
 
@@ -94,10 +95,6 @@ class CheckpointError(ValueError):
 
 # -- names ---------------------------------------------------------------------------------------
 
-def _join(prefix: str, key) -> str:
-    return f"{prefix}.{key}" if prefix else str(key)
-
-
 def named_params(model) -> list:
     """``[(name, parameter), ...]`` for every trainable array of ``model``, in the order of
     :func:`minigrad.params`: the names checkpoints use.
@@ -117,47 +114,29 @@ def named_params(model) -> list:
     """
     if isinstance(model, Param):
         return [("param", model)]
-    out: list = []
-    _walk(model, "", out, set(), set())
+    out = []
+    for path, p in walk(model, Param, (Params,)):
+        # A key that is not a string or an int comes from a set (None) or an odd dict key:
+        # only then look at the containers along the path, to name the problem.
+        plain = all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in path)
+        for depth, parent in enumerate([] if plain else containers(model, path, (Params,))):
+            where = ".".join(map(str, path[:depth])) or "the model"
+            key = path[depth]
+            if isinstance(parent, (set, frozenset)):
+                raise TypeError(f"named_params: {where} is a set holding parameters; a set has "
+                                "no stable order, so its parameters cannot be named (use a list "
+                                "or a dict)")
+            if isinstance(parent, dict) and (isinstance(key, bool)
+                                             or not isinstance(key, (str, int))):
+                raise TypeError(f"named_params: the dict at {where} has the key {key!r}; "
+                                "parameters need string or integer keys")
+        out.append((".".join(map(str, path)), p))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise TypeError(f"named_params: two parameters are both named {twice[0]!r}; checkpoints "
                         "need a unique name for each")
     return out
-
-
-def _walk(x, path: str, out: list, seen: set, found: set) -> None:
-    # The traversal of params() (tracker._children), with names.
-    if isinstance(x, Param):
-        if id(x) not in found:
-            found.add(id(x))
-            out.append((path or "param", x))
-        return
-    children = _children(x)
-    if children is None or id(x) in seen:
-        return
-    seen.add(id(x))
-    if isinstance(x, (set, frozenset)):
-        if _has_params(x):
-            raise TypeError(f"named_params: {path or 'the model'} is a set holding parameters; "
-                            "a set has no stable order, so its parameters cannot be named "
-                            "(use a list or a dict)")
-        return
-    if isinstance(x, dict):
-        for key in x:
-            if isinstance(key, bool) or not isinstance(key, (str, int)):
-                if _has_params(x[key]):
-                    raise TypeError(f"named_params: the dict at {path or 'the model'} has the "
-                                    f"key {key!r}; parameters need string or integer keys")
-    for key, child in children:
-        _walk(child, _join(path, key), out, seen, found)
-
-
-def _has_params(x) -> bool:
-    found = Params()
-    _collect(x, found, set())
-    return len(found) > 0
 
 
 # -- the registry --------------------------------------------------------------------------------
@@ -172,7 +151,8 @@ def register(cls: type, export, restore) -> None:
     ``restore(obj, state)`` receives the same structure back (arrays fresh, ``IdDict`` keyed
     by the model's parameters) and may check it and raise; it returns a function of no
     arguments that applies the state, called once EVERYTHING in the checkpoint has been
-    checked (so a failed load changes nothing), or ``None``.  Later registrations win.
+    checked (so a failed load changes nothing), or ``None``.  Later registrations win, and a
+    registered class is handled by its registration even if it has ``state_dict`` methods.
 
     >>> import os, tempfile, minigrad as mg
     >>> class Counter:
@@ -191,131 +171,28 @@ def register(cls: type, export, restore) -> None:
     _REGISTRY.insert(0, (cls, export, restore))
 
 
+#: Modules renamed since files were written: old name -> new name (the classes are the same).
+_MOVED = {"minigrad.mx.LearningRate": "minigrad.mx.learning_rate",
+          "minigrad.mx.Momentum": "minigrad.mx.momentum"}
+
+
 def _type_name(obj) -> str:
     cls = type(obj)
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-# -- built-in types ------------------------------------------------------------------------------
-
-def _export_rule(rule: Rule) -> dict:
-    states = IdDict()
-    for key, st in rule.state.items():
-        states[key] = {"arrays": list(st.arrays), "scalars": list(st.scalars)}
-    return {"hyper": {attr: getattr(rule, attr) for attr, _, _ in rule.fields}, "state": states}
-
-
-def _restore_rule(rule: Rule, saved: dict, where: str, names: dict):
-    hyper, states = saved.get("hyper"), saved.get("state")
-    fields = [attr for attr, _, _ in rule.fields]
-    if not isinstance(hyper, dict) or sorted(hyper) != sorted(fields):
-        raise _Mismatch(f"{where} ({type(rule).__name__}): the checkpoint's hyperparameters "
-                        f"are {sorted(hyper) if isinstance(hyper, dict) else hyper!r}, this "
-                        f"rule's are {sorted(fields)}")
-    if not isinstance(states, IdDict):
-        raise _Mismatch(f"{where}: the checkpoint's state is not keyed by parameters")
-    n_arrays, n_scalars = len(rule.state_fill), len(rule.scalars())
-    problems = []
-    for p, entry in states.items():
-        label = f"{where}.state[{names[id(p)]!r}]"
-        arrays, scalars = entry.get("arrays"), entry.get("scalars")
-        if not isinstance(arrays, list) or len(arrays) != n_arrays:
-            problems.append(f"{label}: {type(rule).__name__} keeps {n_arrays} state array(s), "
-                            f"the checkpoint has {len(arrays) if isinstance(arrays, list) else 0}")
-            continue
-        for j, a in enumerate(arrays):
-            if not isinstance(a, np.ndarray) or a.shape != (p.size,) or a.dtype != p.dtype:
-                problems.append(f"{label}: state array {j} has "
-                                f"{_shape_dtype(a)}, the parameter needs shape ({p.size},) "
-                                f"{p.dtype}")
-        if not isinstance(scalars, list) or len(scalars) != n_scalars or not all(
-                isinstance(s, (int, float, np.integer, np.floating))
-                and not isinstance(s, bool) for s in scalars):
-            problems.append(f"{label}: {type(rule).__name__} keeps {n_scalars} scalar(s), the "
-                            f"checkpoint has {scalars!r}")
-    if problems:
-        raise _Mismatch("; ".join(problems))
-
-    def commit():
-        for attr in fields:
-            setattr(rule, attr, hyper[attr])
-        for key in list(rule.state.keys()):
-            if key not in states:
-                del rule.state[key]
-        shared_written = set()
-        for p, entry in states.items():
-            old = rule.state.get(p)
-            if old is not None and len(old.arrays) == n_arrays and all(
-                    a.shape == (p.size,) and a.dtype == p.dtype and a.flags.writeable
-                    for a in old.arrays):
-                # In place: the arrays may be views into a flat group's buffers
-                # (optimise/flat.py), which then stays valid; so may the scalars its members
-                # share, unless a member's saved scalars differ from those written for the
-                # group: that member gets its own, and storing its state again tells the group.
-                for dst, src in zip(old.arrays, entry["arrays"], strict=True):
-                    dst[...] = src
-                if id(old.scalars) not in shared_written:
-                    old.scalars[:] = entry["scalars"]
-                    if type(old.scalars) is SharedScalars:
-                        shared_written.add(id(old.scalars))
-                elif old.scalars != entry["scalars"]:
-                    old.scalars = list(entry["scalars"])
-                    rule.state[p] = old
-            else:
-                rule.state[p] = _State(tuple(entry["arrays"]), list(entry["scalars"]), p.shape)
-    return commit
-
-
-def _int_counter(value, where: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise _Mismatch(f"{where}: expected an integer >= {minimum}, the checkpoint has "
-                        f"{value!r}")
-    return int(value)
-
-
-def _restore_scheduler(sched: Scheduler, saved: dict, where: str, names: dict):
-    state = saved.get("state")
-    if not isinstance(state, IdDict):
-        raise _Mismatch(f"{where}: the checkpoint's step counters are not keyed by parameters")
-    for p, t in state.items():
-        _int_counter(t, f"{where}.state[{names[id(p)]!r}]", 1)
-
-    def commit():
-        sched.state = state
-    return commit
-
-
-def _restore_stateful(st: Stateful, saved: dict, where: str, names: dict):
-    value = _int_counter(saved.get("state"), f"{where}.state", 1)
-
-    def commit():
-        st.state = value
-    return commit
-
-
-def _restore_guard(guard: ApplyIfFinite, saved: dict, where: str, names: dict):
-    skipped = _int_counter(saved.get("skipped"), f"{where}.skipped", 0)
-    consecutive = _int_counter(saved.get("consecutive"), f"{where}.consecutive", 0)
-
-    def commit():
-        guard.skipped, guard.consecutive = skipped, consecutive
-    return commit
-
-
-def _nothing(obj, saved, where, names):
-    return None
-
+# -- how each object takes part -------------------------------------------------------------------
 
 def _export_attributes(obj) -> dict:
     return {k: v for k, v in vars(obj).items() if k != FLAT_GROUPS}
 
 
-def _restore_attributes(obj, saved: dict, where: str = "", names: dict | None = None):
+def _restore_attributes(obj, saved: dict, names: dict):
     current = _export_attributes(obj)
     if not isinstance(saved, dict) or sorted(saved) != sorted(current):
-        raise _Mismatch(f"{where} ({type(obj).__name__}): the checkpoint has the attributes "
-                        f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the object "
-                        f"has {sorted(current)}")
+        raise ValueError(f"{type(obj).__name__}: the checkpoint has the attributes "
+                         f"{sorted(saved) if isinstance(saved, dict) else saved!r}, the object "
+                         f"has {sorted(current)}")
 
     def commit():
         for k, v in saved.items():
@@ -323,134 +200,40 @@ def _restore_attributes(obj, saved: dict, where: str = "", names: dict | None = 
     return commit
 
 
-# Built-ins: (class, export, restore(obj, saved, where, names)).  Checked after the protocol
-# methods and register(), most specific first.
-_BUILTIN = [
-    (ApplyIfFinite, lambda g: {"skipped": g.skipped, "consecutive": g.consecutive, "opt": g.opt},
-     _restore_guard),
-    (Optimiser, lambda o: {"os": list(o.os)}, _nothing),
-    (Scheduler, lambda s: {"state": s.state, "opt": s.opt}, _restore_scheduler),
-    (Stateful, lambda s: {"state": s.state}, _restore_stateful),
-    (LegacyOptimiser, lambda o: {"opt": o.opt}, _nothing),
-    (Rule, _export_rule, _restore_rule),
-    (AbstractSchedule, lambda s: {}, _nothing),      # configuration only, no state
-]
+def _defined_by(cls: type, attr: str):
+    """The class of ``cls``'s MRO that defines ``attr``, or ``None``."""
+    return next((c for c in cls.__mro__ if attr in c.__dict__), None)
 
 
-# -- minigrad.mx (MXNet style): registered lazily, so this module never imports it ----------------
-
-def _fields(obj) -> dict:
-    """An object's attributes: its ``__dict__`` and its ``__slots__``."""
-    return {**getattr(obj, "__dict__", {}), **slot_values(obj)}
-
-
-def _restore_fields(obj, saved: dict, where: str, names: dict):
-    current = _fields(obj)
-    if not isinstance(saved, dict) or sorted(saved, key=str) != sorted(current, key=str):
-        raise _Mismatch(f"{where} ({type(obj).__name__}): the checkpoint has the attributes "
-                        f"{sorted(saved, key=str) if isinstance(saved, dict) else saved!r}, "
-                        f"the object has {sorted(current, key=str)}")
-
-    def commit():
-        for k, v in saved.items():
-            object.__setattr__(obj, k, v)      # (mx optimizers check on setattr: values were)
-    return commit
-
-
-def _export_updater(u) -> dict:
-    from .mx.optimizers import MxState
-    states = {}
-    for index, st in u.states.items():
-        if isinstance(st, MxState):
-            st = {"stage": st.stage.__qualname__, "arrays": list(st.arrays),
-                  "scalars": list(st.scalars), "shape": tuple(st.shape),
-                  "dtype": np.dtype(st.dtype).str}
-        states[index] = st
-    return {"optimizer": u.optimizer, "states": states}
-
-
-def _restore_updater(u, saved: dict, where: str, names: dict):
-    from .mx.optimizers import MxState
-    states = saved.get("states")
-    if not isinstance(states, dict):
-        raise _Mismatch(f"{where}: the checkpoint has no states")
-    made = {}
-    for index, entry in states.items():
-        if not (isinstance(entry, dict) and "stage" in entry):
-            made[index] = entry                 # a user-defined optimizer's own state
-            continue
-        label = f"{where}.states[{index!r}]"
-        try:
-            shape, dtype = tuple(entry["shape"]), np.dtype(entry["dtype"])
-            template = u.optimizer._new_state(np.empty(shape, dtype))
-        except (AttributeError, TypeError, ValueError, KeyError) as err:
-            raise _Mismatch(f"{label}: {type(u.optimizer).__name__} cannot take this state "
-                            f"({err})") from None
-        arrays, scalars = entry.get("arrays"), entry.get("scalars")
-        if template.stage.__qualname__ != entry["stage"]:
-            raise _Mismatch(f"{label}: the checkpoint has {entry['stage']}'s state, "
-                            f"{type(u.optimizer).__name__} keeps {template.stage.__qualname__}'s")
-        size = int(np.prod(shape, dtype=np.int64))
-        if (not isinstance(arrays, list) or len(arrays) != len(template.arrays) or any(
-                not isinstance(a, np.ndarray) or a.shape != (size,) or a.dtype != dtype
-                for a in arrays) or not isinstance(scalars, list)
-                or len(scalars) != len(template.scalars)):
-            raise _Mismatch(f"{label}: the state's arrays or scalars do not fit "
-                            f"{template.stage.__qualname__} for shape {shape} {dtype}")
-        made[index] = MxState(template.stage, tuple(arrays), list(scalars), shape, dtype)
-
-    def commit():
-        old = dict(u.states)
-        u.states.clear()
-        for index, st in made.items():
-            before = old.get(index)
-            if (isinstance(st, MxState) and isinstance(before, MxState)
-                    and before.stage is st.stage and before.shape == st.shape
-                    and before.dtype == st.dtype and all(
-                        type(a) is np.ndarray and a.flags.writeable for a in before.arrays)):
-                for dst, src in zip(before.arrays, st.arrays, strict=True):
-                    dst[...] = src             # in place
-                before.scalars[:] = st.scalars
-                st = before
-            u.states[index] = st
-    return commit
-
-
-def _mx_handlers() -> list:
-    import sys
-    if "minigrad.mx" not in sys.modules:
-        return []
-    from . import mx
-    return [
-        (mx.Updater, _export_updater, _restore_updater),
-        (mx.AbstractOptimizer, _fields, _restore_fields),
-        (mx.AbstractLearningRateScheduler, _fields, _restore_fields),
-        (mx.AbstractMomentumScheduler, _fields, _restore_fields),
-        (mx.OptimizationState, _fields, _restore_fields),
-    ]
-
-
-_BUILTIN_RESTORES = {restore for _, _, restore in _BUILTIN} | {
-    _restore_fields, _restore_updater}
+def _two_phase(obj) -> bool:
+    """Whether ``obj`` loads in two phases: ``check_state_dict(state, name=...)`` checks and
+    returns the commit, from the same class as its ``state_dict`` and ``load_state_dict`` (a
+    subclass overriding only those loads through its own ``load_state_dict``)."""
+    owners = {_defined_by(type(obj), m)
+              for m in ("state_dict", "check_state_dict", "load_state_dict")}
+    return len(owners) == 1 and None not in owners
 
 
 def _handler(obj):
-    """``(export, restore(obj, saved, where, names))`` for ``obj``, or ``None``."""
+    """``(export(obj), prepare(obj, state, names), checked)`` for ``obj``, or ``None``.
+
+    ``prepare`` checks ``state`` (raising ``ValueError``/``TypeError``) and returns a function
+    that applies it, or ``None``; ``checked`` says that this function cannot fail (everything
+    was checked first), so it runs after every other check passed.  A function that may fail
+    (``register``'s restores, a user-defined ``load_state_dict``) runs before the others."""
+    for cls, export, restore in _REGISTRY:
+        if isinstance(obj, cls):
+            return export, (lambda o, s, names, restore=restore: restore(o, s)), False
+    if _two_phase(obj):
+        return (lambda o: o.state_dict(),
+                lambda o, s, names: o.check_state_dict(s, name=lambda p: repr(names[id(p)])),
+                True)
     if callable(getattr(obj, "state_dict", None)) and callable(
             getattr(obj, "load_state_dict", None)):
         return (lambda o: o.state_dict(),
-                lambda o, s, where, names: (lambda: o.load_state_dict(s)))
-    for cls, export, restore in _REGISTRY:
-        if isinstance(obj, cls):
-            return export, (lambda o, s, where, names, restore=restore: restore(o, s))
-    for cls, export, restore in _BUILTIN:
-        if isinstance(obj, cls):
-            return export, restore
-    for cls, export, restore in _mx_handlers():
-        if isinstance(obj, cls):
-            return export, restore
+                lambda o, s, names: (lambda: o.load_state_dict(s)), False)
     if isinstance(obj, AbstractOptimiser):
-        return _export_attributes, _restore_attributes
+        return _export_attributes, _restore_attributes, True
     return None
 
 
@@ -538,8 +321,8 @@ class _Writer:
 class _Reader:
     """Turns JSON back into values, pairing each object with the one in place to restore."""
 
-    def __init__(self, arrays: dict, params: dict, names: dict, path: str):
-        self.arrays = arrays        # npz key -> array
+    def __init__(self, arrays: _Members, params: dict, names: dict, path: str):
+        self.arrays = arrays        # the checkpoint's arrays, read when asked for
         self.params = params        # name -> parameter of the model
         self.names = names          # id(parameter) -> name
         self.path = path
@@ -563,14 +346,18 @@ class _Reader:
         if not isinstance(node, dict) or len(node) not in (1, 2):
             raise self.corrupt(f"unexpected entry at {where}: {str(node)[:80]}")
         if "__array__" in node:
-            a = self.arrays.get(node["__array__"])
-            if a is None:
-                raise self.corrupt(f"the array {node['__array__']!r} of {where} is missing")
+            key = node["__array__"]
+            if not isinstance(key, str) or not key.startswith("state/") \
+                    or not self.arrays.has(key):
+                raise self.corrupt(f"the array {key!r} of {where} is missing")
+            shape, dtype = self.arrays.header(key)
             if isinstance(current, np.ndarray) and (current.shape, current.dtype) != (
-                    a.shape, a.dtype):
-                raise _Mismatch(f"{where}: the checkpoint has {_shape_dtype(a)}, the object "
-                                f"given has {_shape_dtype(current)}")
-            return a
+                    shape, dtype):
+                raise _Mismatch(f"{where}: the checkpoint has shape {shape} {dtype}, the "
+                                f"object given has {_shape_dtype(current)}")
+            # An array the object has already bounds the read; any other, the model's size.
+            return self.arrays.read(key, (shape, dtype) if isinstance(current, np.ndarray)
+                                    else None)
         if "__float__" in node:
             return float(node["__float__"])
         if "__numpy__" in node:
@@ -602,20 +389,27 @@ class _Reader:
 
     def restore(self, node: dict, obj, where: str):
         """Check ``node`` against ``obj`` and queue the in-place restore; return ``obj``."""
-        if obj is None or _type_name(obj) != node["__object__"]:
+        saved = node["__object__"]
+        module, _, name = str(saved).rpartition(".")
+        if module in _MOVED:
+            saved = f"{_MOVED[module]}.{name}"
+        if obj is None or _type_name(obj) != saved:
             given = "nothing" if obj is None else f"a {_type_name(obj)}"
             raise _Mismatch(f"{where}: the checkpoint has a {node['__object__']}, the object "
                             f"given has {given} there")
         handler = _handler(obj)
         if handler is None:
             raise _refuse(obj, where)
-        export, restore = handler
+        export, prepare, checked = handler
         state = self.decode(node.get("state"), export(obj), where)
-        commit = restore(obj, state, where, self.names)
+        try:
+            commit = prepare(obj, state, self.names)
+        except (ValueError, TypeError) as err:
+            if isinstance(err, CheckpointError):
+                raise
+            raise _Mismatch(f"{where}: {err}") from None
         if commit is not None:
-            # Your own restore functions run first: they are the only ones that may fail.
-            builtin = restore in _BUILTIN_RESTORES or restore is _restore_attributes
-            (self.commits if builtin else self.user_commits).append(commit)
+            (self.commits if checked else self.user_commits).append(commit)
         return obj
 
 
@@ -646,8 +440,10 @@ def _fsync_folder(folder: str) -> None:
 
 
 def _write_array(zf: zipfile.ZipFile, key: str, a: np.ndarray) -> None:
+    # (np.ascontiguousarray would turn a 0-d array into shape (1,).)
+    a = a if a.flags.c_contiguous else a.copy(order="C")
     with zf.open(key + ".npy", "w", force_zip64=True) as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+        np.lib.format.write_array(f, a, allow_pickle=False)
 
 
 def save(path, model, opt=None, *, extra=None) -> None:
@@ -705,32 +501,116 @@ def save(path, model, opt=None, *, extra=None) -> None:
     _fsync_folder(folder)
 
 
-def _read(path: str) -> tuple:
-    """``(meta, arrays)`` of the checkpoint at ``path``, or a :class:`CheckpointError`."""
-    try:
-        with zipfile.ZipFile(path) as zf:
+#: Errors a damaged or hostile file can raise while it is read (zlib.error from a deflated
+#: member, RuntimeError for "File ... is encrypted", RecursionError from deep nesting, ...).
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, ValueError, OSError,
+                EOFError, UnicodeDecodeError, NotImplementedError, RuntimeError,
+                RecursionError, OverflowError, MemoryError, KeyError, TypeError, AttributeError)
+#: The most bytes ``minigrad.json`` may inflate to.
+_META_LIMIT = 64 << 20
+#: What an array that no array of the model or optimiser sizes (one in ``extra``, or the
+#: state of a parameter the optimiser has none for yet) may hold: at most the larger of this
+#: and the model's largest parameter each, and all of them together at most this plus
+#: ``_STATE_ARRAYS`` times the model's parameters (Adam keeps 2 arrays per parameter, OAdam 3).
+_ARRAY_FLOOR = 1 << 20
+_STATE_ARRAYS = 8
+
+
+class _Members:
+    """The arrays of an open checkpoint, read only when asked for, each checked against what
+    it may be before its data is read (so nothing unreferenced is inflated and no declared
+    shape allocates more than the model needs)."""
+
+    def __init__(self, zf: zipfile.ZipFile, path: str, params: list):
+        self.zf, self.path = zf, path
+        self.limit = max([_ARRAY_FLOOR] + [p.data.nbytes for p in params])
+        self.budget = _ARRAY_FLOOR + _STATE_ARRAYS * sum(p.data.nbytes for p in params)
+        self.names = set(zf.namelist())
+        self.cache: dict = {}
+
+    def corrupt(self, what: str) -> CheckpointError:
+        return CheckpointError(f"{self.path}: corrupted checkpoint: {what}")
+
+    def has(self, key: str) -> bool:
+        return key + ".npy" in self.names
+
+    def header(self, key: str) -> tuple:
+        """``(shape, dtype)`` of member ``key``, reading only its header."""
+        with self._open(key) as f:
+            return self._header(key, f)[:2]
+
+    def read(self, key: str, expect: tuple | None = None) -> np.ndarray:
+        """Member ``key``'s array; ``expect`` is the ``(shape, dtype)`` it must have (else a
+        size limit applies), checked before its data is read."""
+        if key in self.cache:
+            return self.cache[key]
+        with self._open(key) as f:
+            shape, dtype, fortran = self._header(key, f)
+            if expect is not None and (shape, dtype) != expect:
+                raise _Mismatch(f"the array {key!r} has shape {shape} {dtype}, where "
+                                f"shape {expect[0]} {expect[1]} is needed")
+            size = math.prod(shape) * dtype.itemsize
+            if expect is None:
+                if size > min(self.limit, self.budget):
+                    raise self.corrupt(
+                        f"the array {key!r} declares shape {shape} {dtype} ({size} bytes), "
+                        f"more than this model's arrays need ({min(self.limit, self.budget)} "
+                        "bytes left); refused before reading it")
+                self.budget -= size
             try:
-                meta = json.loads(zf.read(_META).decode("utf-8"))
-            except KeyError:
-                raise CheckpointError(f"{path}: not a minigrad checkpoint (no {_META} in the "
-                                      "archive)") from None
-            arrays = {}
-            for member in zf.namelist():
-                if not member.endswith(".npy"):
-                    continue
-                with zf.open(member) as f:
-                    a = np.lib.format.read_array(f, allow_pickle=False)
-                    if f.read(1):
-                        raise ValueError(f"{member} has trailing bytes")
-                arrays[member[:-4]] = a
+                data = bytearray(size)
+                if f.readinto(data) != size or f.read(1):
+                    raise ValueError("its data is truncated or has trailing bytes")
+            except _READ_ERRORS as err:
+                raise self.corrupt(f"the array {key!r} cannot be read: "
+                                   f"{type(err).__name__}: {err}") from None
+        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+        self.cache[key] = a
+        return a
+
+    def _open(self, key: str):
+        if not self.has(key):
+            raise self.corrupt(f"the array {key!r} is missing")
+        try:
+            return self.zf.open(key + ".npy")
+        except _READ_ERRORS as err:
+            raise self.corrupt(f"the array {key!r} cannot be opened: "
+                               f"{type(err).__name__}: {err}") from None
+
+    def _header(self, key: str, f) -> tuple:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):         # (what np.save writes for numbers)
+                raise ValueError(f".npy version {version}")
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read(f)
+        except _READ_ERRORS as err:
+            raise self.corrupt(f"the array {key!r} has no readable header: "
+                               f"{type(err).__name__}: {err}") from None
+        if dtype.hasobject or dtype.kind not in "biufc":
+            raise self.corrupt(f"the array {key!r} has dtype {dtype} (only numbers are read)")
+        return tuple(shape), dtype, fortran
+
+
+def _read_meta(zf: zipfile.ZipFile, path: str) -> dict:
+    """The checked ``minigrad.json`` of the open checkpoint, or a :class:`CheckpointError`."""
+    try:
+        try:
+            with zf.open(_META) as f:
+                text = f.read(_META_LIMIT + 1)
+        except KeyError:
+            raise CheckpointError(f"{path}: not a minigrad checkpoint (no {_META} in the "
+                                  "archive)") from None
+        if len(text) > _META_LIMIT:
+            raise CheckpointError(f"{path}: corrupted checkpoint: {_META} is larger than "
+                                  f"{_META_LIMIT} bytes")
+        meta = json.loads(text.decode("utf-8"))
     except CheckpointError:
         raise
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, UnicodeDecodeError,
-            NotImplementedError) as err:
+    except _READ_ERRORS as err:
         raise CheckpointError(f"{path}: not a readable minigrad checkpoint (corrupted or "
-                              f"truncated?): {type(err).__name__}: {err}") from err
+                              f"truncated?): {type(err).__name__}: {err}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a minigrad checkpoint ({_META} has no "
                               f"format {FORMAT!r})")
@@ -740,20 +620,19 @@ def _read(path: str) -> tuple:
                               f"versions up to {VERSION} (a newer minigrad wrote it?)")
     if not isinstance(meta.get("params"), list):
         raise CheckpointError(f"{path}: corrupted checkpoint: no parameter list")
-    return meta, arrays
+    return meta
 
 
-def _check_params(path: str, meta: dict, arrays: dict, named: list) -> list:
-    """The ``(parameter, saved array)`` pairs, or a :class:`CheckpointError` listing every
-    difference of names, shapes and dtypes."""
+def _check_params(path: str, meta: dict, members: _Members, named: list) -> list:
+    """The ``(parameter, member key)`` pairs, or a :class:`CheckpointError` listing every
+    difference of names, shapes and dtypes (read from the members' headers only)."""
     saved = {}
     for entry in meta["params"]:
-        try:
-            name = entry["name"]
-            saved[name] = arrays["params/" + name]
-        except (KeyError, TypeError):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not members.has("params/" + name):
             raise CheckpointError(f"{path}: corrupted checkpoint: parameter entry "
-                                  f"{str(entry)[:80]} has no array") from None
+                                  f"{str(entry)[:80]} has no array")
+        saved[name] = members.header("params/" + name)         # (shape, dtype)
     model = dict(named)
     problems = []
     missing = [n for n in model if n not in saved]
@@ -762,19 +641,20 @@ def _check_params(path: str, meta: dict, arrays: dict, named: list) -> list:
         p = model[n]
         problems.append(f"the model's {n} (shape {p.shape} {p.dtype}) is not in the checkpoint")
     for n in unexpected:
-        problems.append(f"the checkpoint's {n} ({_shape_dtype(saved[n])}) is not in the model")
+        problems.append(f"the checkpoint's {n} (shape {saved[n][0]} {saved[n][1]}) is not in "
+                        "the model")
     pairs = []
     for n, p in named:
-        a = saved.get(n)
-        if a is None:
+        if n not in saved:
             continue
-        if a.shape != p.shape or a.dtype != p.dtype:
-            problems.append(f"{n}: the checkpoint has shape {a.shape} {a.dtype}, the model "
+        shape, dtype = saved[n]
+        if shape != p.shape or dtype != p.dtype:
+            problems.append(f"{n}: the checkpoint has shape {shape} {dtype}, the model "
                             f"has shape {p.shape} {p.dtype}")
         elif not p.data.flags.writeable:
             problems.append(f"{n}: the model's array is read-only")
         else:
-            pairs.append((p, a))
+            pairs.append((p, "params/" + n))
     if problems:
         raise CheckpointError(f"{path} does not match the model ({len(problems)} "
                               "difference(s)); nothing was loaded:\n  " + "\n  ".join(problems))
@@ -809,30 +689,41 @@ def load(path, model, opt=None):
       W: the checkpoint has shape (2,) float64, the model has shape (1,) float64
     """
     path = os.fspath(path)
-    meta, arrays = _read(path)
     named = named_params(model)
-    pairs = _check_params(path, meta, arrays, named)
-    reader = _Reader(arrays, dict(named), {id(p): n for n, p in named}, path)
     try:
-        if opt is not None:
-            if meta.get("opt") is None:
-                raise _Mismatch("the checkpoint holds no optimiser state, but an optimiser "
-                                "was given")
-            reader.decode(meta["opt"], opt, "opt")
-        extra = None if meta.get("extra") is None else reader.decode(meta["extra"], None,
-                                                                     "extra")
-    except _Mismatch as err:
-        raise CheckpointError(f"{path} does not match the optimiser given; nothing was "
-                              f"loaded: {err}") from None
-    except (KeyError, TypeError, AttributeError, ValueError) as err:
-        if isinstance(err, CheckpointError):
+        zf = zipfile.ZipFile(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except _READ_ERRORS as err:
+        raise CheckpointError(f"{path}: not a readable minigrad checkpoint (corrupted or "
+                              f"truncated?): {type(err).__name__}: {err}") from None
+    with zf:
+        meta = _read_meta(zf, path)
+        members = _Members(zf, path, [p for _, p in named])
+        pairs = _check_params(path, meta, members, named)
+        reader = _Reader(members, dict(named), {id(p): n for n, p in named}, path)
+        try:
+            if opt is not None:
+                if meta.get("opt") is None:
+                    raise _Mismatch("the checkpoint holds no optimiser state, but an "
+                                    "optimiser was given")
+                reader.decode(meta["opt"], opt, "opt")
+            extra = None if meta.get("extra") is None else reader.decode(meta["extra"], None,
+                                                                         "extra")
+            values = [(p, members.read(key, (p.shape, p.dtype))) for p, key in pairs]
+        except _Mismatch as err:
+            raise CheckpointError(f"{path}: its optimiser state does not fit the optimiser "
+                                  f"given (structure or values); nothing was loaded: {err}"
+                                  ) from None
+        except CheckpointError:
             raise
-        raise CheckpointError(f"{path}: corrupted checkpoint: {type(err).__name__}: "
-                              f"{err}") from err
+        except _READ_ERRORS as err:
+            raise CheckpointError(f"{path}: corrupted checkpoint: {type(err).__name__}: "
+                                  f"{str(err)[:200]}") from None
     # Everything checked: now write.
     for commit in reader.user_commits:
         commit()
-    for p, a in pairs:
+    for p, a in values:
         p.data[...] = a
     for commit in reader.commits:
         commit()

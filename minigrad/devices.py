@@ -26,8 +26,6 @@ says what to install.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from .arrays import (  # (re-exported: minigrad.devices.on_device etc. are public)
@@ -40,7 +38,8 @@ from .arrays import (  # (re-exported: minigrad.devices.on_device etc. are publi
     on_device,
     simulated,
 )
-from .tracker import _NOT_MODELS, Node, Param, Params
+from .tracker import Node, Param, Params
+from .tree import fmap
 
 __all__ = ["gpu", "cpu", "on_device", "array_module", "as_array", "device_dtype",
            "CUDAUnavailableError", "cuda_module"]
@@ -72,50 +71,26 @@ def _to_host_array(a):
     return a.copy_to_host()
 
 
-def _fmap(move, x, memo: dict):
-    """``x`` with every array and parameter ``a`` replaced by ``move(a)`` (Functors' ``fmap``).
+def _leaf(move):
+    """The leaf function of :func:`minigrad.tree.fmap` that moves every array and parameter
+    with ``move``: a parameter becomes a new one holding the moved array (itself if nothing
+    moved), a tracked value its moved data."""
+    def leaf(x):
+        if isinstance(x, Param):
+            moved = move(x.data)
+            return x if moved is x.data else Param(moved)
+        if isinstance(x, Node):
+            return move(x.data)
+        if isinstance(x, np.ndarray) or on_device(x):
+            return move(x)
+        return NotImplemented
+    return leaf
 
-    Containers and objects are rebuilt only where something inside changed; an object seen
-    twice (tied weights) maps to the same result.
-    """
-    key = id(x)
-    if key in memo:
-        return memo[key][1]
-    if isinstance(x, Param):
-        moved = move(x.data)
-        result = x if moved is x.data else Param(moved)
-    elif isinstance(x, Node):
-        result = move(x.data)
-    elif isinstance(x, np.ndarray) or on_device(x):
-        result = move(x)
-    elif isinstance(x, (str, bytes, int, float, complex, np.generic, _NOT_MODELS)) or x is None:
-        return x
-    elif isinstance(x, Params):
-        items = [_fmap(move, p, memo) for p in x]
-        result = x if all(a is b for a, b in zip(items, x, strict=True)) else Params(items)
-    elif isinstance(x, (list, tuple)):
-        items = [_fmap(move, item, memo) for item in x]
-        if all(a is b for a, b in zip(items, x, strict=True)):
-            result = x
-        elif isinstance(x, tuple) and hasattr(x, "_fields"):    # a namedtuple
-            result = type(x)(*items)
-        else:
-            result = type(x)(items)
-    elif isinstance(x, dict):
-        items = {k: _fmap(move, v, memo) for k, v in x.items()}
-        result = x if all(items[k] is v for k, v in x.items()) else type(x)(items)
-    elif hasattr(x, "__dict__"):
-        fields = {k: _fmap(move, v, memo) for k, v in vars(x).items()}
-        changed = {k: v for k, v in fields.items() if v is not vars(x)[k]}
-        if changed:
-            result = copy.copy(x)
-            vars(result).update(changed)
-        else:
-            result = x
-    else:
-        return x
-    memo[key] = (x, result)        # keep x alive so its id is not reused meanwhile
-    return result
+
+def _fmap(move, x):
+    """``x`` with every array and parameter ``a`` replaced by ``move(a)``; models are copied
+    only where something moved (see :func:`minigrad.tree.fmap`)."""
+    return fmap(_leaf(move), x, (Params,))
 
 
 def gpu(x):
@@ -139,7 +114,7 @@ def gpu(x):
     >>> ok
     True
     """
-    return _fmap(_to_gpu_array, x, {})
+    return _fmap(_to_gpu_array, x)
 
 
 def cpu(x):
@@ -152,4 +127,4 @@ def cpu(x):
     >>> mg.cpu(m) is m
     True
     """
-    return _fmap(_to_host_array, x, {})
+    return _fmap(_to_host_array, x)

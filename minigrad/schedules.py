@@ -39,9 +39,9 @@ import bisect
 import itertools
 import math
 import numbers
-import unicodedata
 from collections.abc import Callable
 
+from .keywords import lookup
 from .optimise.rules import AbstractOptimiser, IdDict, Optimiser, Rule
 
 __all__ = [
@@ -124,7 +124,7 @@ def _as_schedule(owner: str, name: str, s):
 def _keywords(owner: str, values: dict, old: dict) -> list:
     """Merge v0.3 keywords (``old``) into ``values`` (v0.4 names); return them in order."""
     for key, value in old.items():
-        name = _OLD_NAMES.get(unicodedata.normalize("NFKC", key))
+        name = lookup(key, _OLD_NAMES)
         if name not in values:
             accepted = ", ".join(values) + "".join(
                 f", {o}" for o, n in _OLD_NAMES.items() if n in values)
@@ -143,7 +143,7 @@ def _cyclic(owner: str, range, offset, l0, l1, old: dict) -> tuple:
     ends = {"l0": l0, "l1": l1}
     rest = {}
     for key, value in old.items():
-        name = _OLD_NAMES.get(unicodedata.normalize("NFKC", key))
+        name = lookup(key, _OLD_NAMES)
         if name in ends:
             if ends[name] is not _REQUIRED:
                 raise TypeError(f"{owner} got {name!r} twice (the second time as {key!r})")
@@ -197,6 +197,27 @@ class AbstractSchedule:
     def __repr__(self) -> str:
         args = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({args})"
+
+    # A schedule is configuration, fixed at construction: it has no state to save.
+    def state_dict(self) -> dict:
+        """``{}``: a schedule has no state (``Stateful`` keeps the step).
+
+        >>> from minigrad.schedules import Exp
+        >>> Exp(0.1, 0.5).state_dict()
+        {}
+        """
+        return {}
+
+    def check_state_dict(self, state, name=None):
+        """Check that ``state`` is ``{}``; return a function that loads nothing."""
+        if not isinstance(state, dict) or state:
+            raise ValueError(f"{type(self).__name__}: a schedule has no state, got "
+                             f"{str(state)[:80]}")
+        return lambda: None
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
 
 
 # -- decay schedules -----------------------------------------------------------------------------
@@ -505,7 +526,7 @@ def Cos(l0=_REQUIRED, l1=_REQUIRED, period=_REQUIRED, **old) -> CosAnneal:
     """
     ends = {"l0": l0, "l1": l1}
     for key, value in old.items():
-        name = _OLD_NAMES.get(unicodedata.normalize("NFKC", key))
+        name = lookup(key, _OLD_NAMES)
         if name not in ends:
             raise TypeError(f"Cos got an unexpected keyword {key!r}; it takes λ0 (l0), "
                             "λ1 (l1), period")
@@ -821,6 +842,30 @@ class Stateful:
     def __repr__(self) -> str:
         return f"Stateful({self.schedule!r}, state={self.state})"
 
+    def state_dict(self) -> dict:
+        """``{"state": t}``: where the schedule stands (the schedule itself is configuration).
+
+        >>> from minigrad.schedules import Stateful, Exp
+        >>> st = Stateful(Exp(1.0, 0.5)); st.load_state_dict({"state": 3}); next(st)
+        0.25
+        """
+        return {"state": self.state}
+
+    def check_state_dict(self, state, name=None):
+        """Check ``state`` (``{"state": t}``, ``t`` an integer >= 1) and return a function
+        that loads it; a ``ValueError`` otherwise."""
+        if not isinstance(state, dict) or list(state) != ["state"]:
+            raise ValueError(f"Stateful: the state is {{'state': t}}, got {str(state)[:80]}")
+        t = _count("Stateful", "state", state["state"])
+
+        def commit():
+            self.state = t
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
+
 
 def next_(st: Stateful):
     """Julia's ``next!(st)``: ``st.schedule(st.state)``, then advance the state (see
@@ -960,6 +1005,45 @@ class Scheduler(AbstractOptimiser):
         Δ = self.opt.apply_(x, Δ)
         self.state[x] = t + 1
         return Δ
+
+    def state_dict(self) -> dict:
+        """``{"state": d, "opt": opt}``: ``d`` maps each parameter to the ``t`` of its next
+        step (an :class:`~minigrad.IdDict`); ``opt`` is the inner optimiser itself (which
+        saves its own state).
+
+        >>> import numpy as np, minigrad as mg
+        >>> from minigrad.schedules import Scheduler, Exp
+        >>> w = mg.param([1.0]); opt = Scheduler(mg.Descent, Exp(0.1, 0.5))
+        >>> _ = mg.update_(opt, w, np.array([1.0])); opt.state_dict()["state"][w]
+        2
+        """
+        return {"state": self.state, "opt": self.opt}
+
+    def check_state_dict(self, state, name=None):
+        """Check ``state`` (as :meth:`state_dict` returns it, with this scheduler's own
+        ``opt``; every ``t`` an integer >= 1) and return a function that loads it."""
+        if not isinstance(state, dict) or sorted(state) != ["opt", "state"]:
+            raise ValueError("Scheduler: the state is a dict with 'state' and 'opt', got "
+                             f"{str(state)[:80]}")
+        if state["opt"] is not self.opt:
+            raise ValueError("Scheduler: the state's 'opt' must be this scheduler's own "
+                             "optimiser (load its state with its own load_state_dict)")
+        counters = state["state"]
+        if not isinstance(counters, IdDict):
+            raise ValueError("Scheduler: the step counters are not keyed by parameters (an "
+                             "IdDict)")
+        loaded = IdDict()
+        for p, t in counters.items():
+            where = f"the step counter of {name(p)}" if name else "a step counter"
+            loaded[p] = _count("Scheduler", where, t)
+
+        def commit():
+            self.state = loaded
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
 
     def __repr__(self) -> str:
         if self.update_func is not None:

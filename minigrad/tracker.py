@@ -16,13 +16,13 @@ The operations themselves (and the Python operators bound to trainable arrays) l
 from __future__ import annotations
 
 import threading
-import types
 from collections.abc import Iterable, Iterator
 from operator import attrgetter, is_
 
 import numpy as np
 
 from .arrays import array_module, as_array, device_dtype, library, on_device
+from .tree import walk
 
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
@@ -458,41 +458,9 @@ def params(*xs) -> Params:
                 f"params() got a plain numpy array as argument {i} (shape {x.shape}); only "
                 "trainable arrays can be differentiated: create it with minigrad.param(...)"
             )
-        _collect(x, ps, set())
+        for _, p in walk(x, Param, (Params,)):
+            ps.append(p)
     return ps
-
-
-# Objects with a __dict__ that are code or namespaces, not models holding parameters.
-_NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
-               type)
-
-
-def _children(x):
-    """What :func:`params` walks into: ``(key, child)`` pairs of a container (a set's keys are
-    ``None``) or of a model's attributes; ``None`` for anything else (arrays, numbers, code)."""
-    if isinstance(x, (Node, np.ndarray, str, bytes, int, float, complex, type)) or x is None:
-        return None
-    if isinstance(x, (Params, list, tuple)):
-        return enumerate(x)
-    if isinstance(x, (set, frozenset)):
-        return ((None, child) for child in x)
-    if isinstance(x, dict):
-        return x.items()
-    if hasattr(x, "__dict__") and not isinstance(x, _NOT_MODELS):
-        return vars(x).items()
-    return None
-
-
-def _collect(x, ps: Params, seen: set) -> None:
-    if isinstance(x, Param):
-        ps.append(x)
-        return
-    children = _children(x)
-    if children is None or id(x) in seen:
-        return
-    seen.add(id(x))
-    for _, child in children:
-        _collect(child, ps, seen)
 
 
 class Grads:

@@ -938,7 +938,12 @@ def test_non_finite_hyperparameter_set_later(bad, form):
     θ = mg.Params(ps)
     mg.update_(opt, θ, {p: np.ones(3) for p in ps})
     before = _snapshot(adam, ps)
-    setattr(adam, field, value)
+    old = getattr(adam, field)
+    with pytest.raises(ValueError, match=message):      # refused on assignment
+        setattr(adam, field, value)
+    assert getattr(adam, field) == old
+    _assert_unchanged(adam, ps, before)
+    adam.__dict__[field] = value        # bypassing the check: the step still refuses it
     g = np.ones(3)
     with pytest.raises(ValueError, match=message):
         if form == "update_":
@@ -955,7 +960,7 @@ def test_non_finite_hyperparameter_set_later(bad, form):
 
 def test_non_finite_hyperparameter_before_the_first_step_leaves_no_state():
     opt = mg.Adam()
-    opt.eta = float("nan")
+    opt.__dict__["eta"] = float("nan")          # (setattr refuses it)
     ps = [mg.param(np.ones(3)) for _ in range(3)]
     for call in (lambda: mg.update_(opt, mg.Params(ps), {p: np.ones(3) for p in ps}),
                  lambda: mg.update_(opt, ps[0], np.ones(3))):

@@ -26,7 +26,9 @@ SGD(eta=10, mu=0.0, clip=0, scale=0, lambda_=0.0001,
 [-0.00100005 -0.00200009 -0.00300002 -0.00400019]
 """
 
-from . import LearningRate, Momentum
+# The modules keep MXNet.jl's names (mx.LearningRate.Exp, mx.Momentum.Fixed).
+from . import learning_rate as LearningRate
+from . import momentum as Momentum
 from .base import (
     AbstractLearningRateScheduler,
     AbstractMomentumScheduler,

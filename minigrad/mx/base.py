@@ -8,9 +8,10 @@ optimizer step on a state).
 from __future__ import annotations
 
 import math
-import unicodedata
 
 import numpy as np
+
+from ..optimise.rules import slot_values
 
 __all__ = [
     "AbstractOptimizer", "AbstractLearningRateScheduler", "AbstractMomentumScheduler",
@@ -18,7 +19,65 @@ __all__ = [
 ]
 
 
-class AbstractOptimizer:
+class SavesFields:
+    """What the mx types save in checkpoints: their attributes (``__dict__`` and
+    ``__slots__``).  ``state_dict()`` returns them (nested schedulers as the objects
+    themselves, which save their own state), ``check_state_dict(state)`` checks ``state``
+    and returns a function that sets them, ``load_state_dict(state)`` does both.
+
+    The built-in types (``_rebuild = True``) check the values as their constructor does, by
+    building one from them; a user-defined subclass gets its attributes back as saved.
+
+    >>> from minigrad import mx
+    >>> s = mx.LearningRate.Exp(0.1); s.state_dict()
+    {'eta0': 0.1, 'gamma': 0.9, 't': 0}
+    >>> s.load_state_dict({"eta0": 0.1, "gamma": 0.9, "t": 5}); s.t
+    5
+    >>> s.load_state_dict({"eta0": 0.1, "gamma": 1.5, "t": 5})
+    Traceback (most recent call last):
+    ...
+    ValueError: Exp: the state does not fit: LearningRate.Exp: γ (gamma) must be in (0, 1), got 1.5
+    """
+
+    __slots__ = ()
+    _rebuild = False
+
+    def state_dict(self) -> dict:
+        """The attributes, by name (the live values, not copies)."""
+        return {**getattr(self, "__dict__", {}), **slot_values(self)}
+
+    def check_state_dict(self, state, name=None):
+        """Check ``state`` (the same attribute names; nested schedulers this object's own;
+        values a built-in constructor accepts) and return a function that sets them; a
+        ``ValueError`` otherwise, before anything changes."""
+        owner = type(self).__name__
+        current = self.state_dict()
+        if not isinstance(state, dict) or sorted(state, key=str) != sorted(current, key=str):
+            raise ValueError(f"{owner}: the state has the attributes "
+                             f"{sorted(state, key=str) if isinstance(state, dict) else state!r}"
+                             f", the object has {sorted(current, key=str)}")
+        for attr, value in current.items():
+            if hasattr(value, "state_dict") and state[attr] is not value:
+                raise ValueError(f"{owner}: the state's {attr} must be this object's own "
+                                 "(it loads its own state)")
+        values = dict(state)
+        if self._rebuild:
+            try:
+                values = type(self)(**state).state_dict()
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{owner}: the state does not fit: {err}") from None
+
+        def commit():
+            for attr, value in values.items():
+                object.__setattr__(self, attr, value)   # (checked above, as setattr would)
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """``check_state_dict(state)``, then set the attributes."""
+        self.check_state_dict(state)()
+
+
+class AbstractOptimizer(SavesFields):
     """Base type for all MXNet-style optimizers (``mx.AbstractOptimizer``).
 
     A subclass works with :func:`~minigrad.mx.getupdater` once it defines MXNet.jl's internal
@@ -49,7 +108,7 @@ class AbstractOptimizer:
             f"{type(self).__name__} must define update_(self, index, W, grad, state)")
 
 
-class AbstractLearningRateScheduler:
+class AbstractLearningRateScheduler(SavesFields):
     """Base type for all learning rate schedulers (``mx.AbstractLearningRateScheduler``).
 
     A scheduler has ``get()`` (the current η); one with a counter ``t`` is advanced by
@@ -64,7 +123,7 @@ class AbstractLearningRateScheduler:
         raise NotImplementedError(f"{type(self).__name__} must define get(self)")
 
 
-class AbstractMomentumScheduler:
+class AbstractMomentumScheduler(SavesFields):
     """Base type for all momentum schedulers (``mx.AbstractMomentumScheduler``).
 
     >>> import minigrad as mg
@@ -123,7 +182,7 @@ def update_(*args):
                     "arguments")
 
 
-class OptimizationState:
+class OptimizationState(SavesFields):
     """Where training stands (``mx.OptimizationState``); :func:`~minigrad.mx.fit` keeps it.
 
     * ``batch_size``: the size of the mini-batch;
@@ -142,6 +201,7 @@ class OptimizationState:
     """
 
     __slots__ = ("batch_size", "curr_epoch", "curr_batch", "curr_iter")
+    _rebuild = True
 
     def __init__(self, batch_size: int, curr_epoch: int = 0, curr_batch: int = 0,
                  curr_iter: int = 0):
@@ -214,30 +274,6 @@ def _count(owner: str, name: str, value, low: int = 0) -> int:
     if value < low:
         raise ValueError(f"{owner}: {name} must be >= {low}, got {value!r}")
     return int(value)
-
-
-def keywords(owner: str, kwargs: dict, names: dict) -> dict:
-    """Map keyword arguments to attribute names.
-
-    ``names`` maps every accepted spelling (ASCII and Greek) to its attribute.  Python reads
-    identifiers in NFKC form (the keyword ``ϵ`` arrives as ``ε``), so both forms are accepted.
-    """
-    table = {unicodedata.normalize("NFKC", k): v for k, v in names.items()}
-    values: dict = {}
-    for key, value in kwargs.items():
-        attr = table.get(unicodedata.normalize("NFKC", key))
-        if attr is None:
-            spellings: dict = {}
-            for k, a in names.items():
-                spellings.setdefault(a, []).append(k)
-            known = ", ".join(
-                f"{a} ({'/'.join(k for k in ks if k != a)})" if len(ks) > 1 else a
-                for a, ks in spellings.items())
-            raise TypeError(f"{owner} got an unexpected keyword {key!r}; it takes {known}")
-        if attr in values:
-            raise TypeError(f"{owner} got {attr} twice (as {key!r} and under another spelling)")
-        values[attr] = value
-    return values
 
 
 def required(owner: str, values: dict, attr: str, positional, symbol: str, needs: str):

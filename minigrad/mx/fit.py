@@ -8,12 +8,12 @@ autograd: a loss function, parameters and batches, with MXNet.jl's bookkeeping.
 from __future__ import annotations
 
 import math
-import unicodedata
 from collections.abc import Callable
 
 import numpy as np
 
 from ..autograd import withgradient
+from ..keywords import resolve
 from ..optimise.train import DomainError
 from ..tracker import Params, data
 from .base import AbstractOptimizer, OptimizationState, _count, update_
@@ -78,10 +78,7 @@ def fit(loss: Callable, ps, data_, optimizer: AbstractOptimizer, *, n_epoch: int
     array([[1., 2.]])
     """
     if kwargs:
-        extra = {unicodedata.normalize("NFKC", k): v for k, v in kwargs.items()}
-        if set(extra) - {"η_decay"}:
-            raise TypeError(f"fit got unexpected keywords {sorted(kwargs)}")
-        eta_decay = extra["η_decay"]
+        eta_decay = resolve("fit", kwargs, {"η_decay": "eta_decay"})["eta_decay"]
     if not isinstance(optimizer, AbstractOptimizer):
         raise TypeError(f"fit: expected an mx optimizer (e.g. mx.SGD()), got {optimizer!r}")
     if eta_decay not in ("epoch", "batch"):

@@ -18,23 +18,23 @@ computed in Python before the loop and committed after it, so a failing call cha
 from __future__ import annotations
 
 import math
-import unicodedata
 
 import numpy as np
 
 from ..arrays import device_dtype, on_device
+from ..keywords import normal, resolve, spellings
 from ..optimise import cpu
 from ..optimise.backend import backend_for, backend_of
 from ..optimise.kernels import finite_sum
 from ..optimise.rules import _State
 from ..tracker import Node, _describe
-from . import LearningRate, Momentum
+from . import learning_rate as LearningRate
+from . import momentum as Momentum
 from .base import (
     AbstractLearningRateScheduler,
     AbstractMomentumScheduler,
     AbstractOptimizer,
     checked,
-    keywords,
     label,
 )
 
@@ -242,15 +242,11 @@ class _Builtin(AbstractOptimizer):
     state_fill: tuple = ()
     state_names: tuple = ()
     scalar_names: tuple = ()
+    _rebuild = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        spell = {}
-        for attr, greek, _, _ in cls.fields:
-            spell[attr] = attr
-            if greek:
-                spell[greek] = attr
-                spell[unicodedata.normalize("NFKC", greek)] = attr
+        spell = spellings(cls.fields)
         if "lambda_" in spell:
             spell["lambda"] = "lambda_"
         cls._spellings = spell
@@ -262,7 +258,7 @@ class _Builtin(AbstractOptimizer):
             raise TypeError(f"{name} takes keyword arguments only, as MXNet.jl's "
                             f"{name}(; kwargs...): e.g. {name}(η=0.1); got {len(args)} "
                             "positional argument(s)")
-        values = keywords(name, kwargs, self._spellings)
+        values = resolve(name, kwargs, self._spellings)
         for attr, _, default, _ in self.fields:
             value = values[attr] if attr in values else (
                 default(self) if callable(default) else default)
@@ -275,7 +271,7 @@ class _Builtin(AbstractOptimizer):
         return check(owner, name, value) if check else checked(owner, name, value, rule)
 
     def __setattr__(self, attr: str, value) -> None:
-        attr = self._spellings.get(unicodedata.normalize("NFKC", attr), attr)
+        attr = self._spellings.get(normal(attr), attr)
         if attr in self._rules:
             value = self._checked(attr, value)
             # opt.eta = v (and SGD's opt.mu = v) take effect at the next step, as every
@@ -291,7 +287,7 @@ class _Builtin(AbstractOptimizer):
     def __getattr__(self, attr: str):
         # Only called for names not found: the Greek spellings (opt.η, opt.λ).
         spelled = getattr(type(self), "_spellings", {})
-        real = spelled.get(unicodedata.normalize("NFKC", attr))
+        real = spelled.get(normal(attr))
         if real is None or real == attr:
             raise AttributeError(f"{type(self).__name__} has no attribute {attr!r}")
         return getattr(self, real)
@@ -723,6 +719,97 @@ class Updater:
             self.states[index] = state
             return result
         return opt.update_(index, W, grad, state)
+
+    def state_dict(self) -> dict:
+        """``{"optimizer": opt, "states": {index: state}}``: the optimizer itself (which saves
+        its own attributes) and each index's state; a built-in optimizer's state is
+        ``{"stage", "arrays", "scalars", "shape", "dtype"}`` (the live arrays, not copies).
+
+        >>> import numpy as np
+        >>> from minigrad import mx
+        >>> descend_ = mx.getupdater(mx.SGD(η=0.1, μ=0.9))
+        >>> _ = descend_(0, np.ones(2), np.zeros(2))
+        >>> descend_.state_dict()["states"][0]["arrays"]
+        [array([-0.1, -0.1])]
+        """
+        states = {}
+        for index, st in self.states.items():
+            if isinstance(st, MxState):
+                st = {"stage": st.stage.__qualname__, "arrays": list(st.arrays),
+                      "scalars": list(st.scalars), "shape": tuple(st.shape),
+                      "dtype": np.dtype(st.dtype).str}
+            states[index] = st
+        return {"optimizer": self.optimizer, "states": states}
+
+    def _state(self, index, entry) -> MxState:
+        """The :class:`MxState` a saved built-in state describes, or a ``ValueError``."""
+        label = f"Updater: states[{index!r}]"
+        arrays, scalars = entry.get("arrays"), entry.get("scalars")
+        try:
+            shape, dtype = tuple(entry["shape"]), np.dtype(entry["dtype"])
+            if not all(isinstance(n, int) and n >= 0 for n in shape):
+                raise ValueError(f"shape {shape}")
+            stage, n_scalars = self.optimizer._stage(), len(self.optimizer._scalars())
+        except (AttributeError, TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"{label}: {type(self.optimizer).__name__} cannot take this "
+                             f"state ({type(err).__name__}: {err})") from None
+        if stage.__qualname__ != entry["stage"]:
+            raise ValueError(f"{label}: the state is {entry['stage']}'s, "
+                             f"{type(self.optimizer).__name__} keeps {stage.__qualname__}'s")
+        size = math.prod(shape)
+        if (not isinstance(arrays, list) or len(arrays) != len(stage.state_fill) or any(
+                not isinstance(a, np.ndarray) or a.shape != (size,) or a.dtype != dtype
+                for a in arrays) or not isinstance(scalars, list) or len(scalars) != n_scalars):
+            raise ValueError(f"{label}: the state's arrays or scalars do not fit "
+                             f"{stage.__qualname__} for shape {shape} {dtype}")
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise ValueError(f"{label}: a state array holds NaN or infinite values")
+        for name, value in zip(stage.scalar_names, scalars, strict=True):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                                 np.floating)) \
+                    or not math.isfinite(value) or (name.endswith("_t") and not 0 <= value < 1):
+                wanted = "in [0, 1)" if name.endswith("_t") else "a finite real number"
+                raise ValueError(f"{label}: the scalar {name} must be {wanted}, the state "
+                                 f"has {value!r}")
+        return MxState(stage, tuple(np.array(a) for a in arrays), list(scalars), shape, dtype)
+
+    def check_state_dict(self, state, name=None):
+        """Check ``state`` (as :meth:`state_dict` returns it, with this updater's own
+        optimizer) and return a function of no arguments that loads it: arrays written in
+        place where the index has a state of the same kind, other states replaced.  A
+        ``ValueError`` names the index and the problem (another stage, shape or dtype, NaN,
+        ``βᵗ`` outside ``[0, 1)``)."""
+        if not isinstance(state, dict) or sorted(state) != ["optimizer", "states"] \
+                or not isinstance(state["states"], dict):
+            raise ValueError("Updater: the state is a dict with 'optimizer' and 'states', got "
+                             f"{str(state)[:80]}")
+        if state["optimizer"] is not self.optimizer:
+            raise ValueError("Updater: the state's optimizer must be this updater's own "
+                             "(it loads its own state)")
+        made = {}
+        for index, entry in state["states"].items():
+            made[index] = (self._state(index, entry) if isinstance(entry, dict)
+                           and "stage" in entry else entry)  # else a user optimizer's state
+
+        def commit():
+            old = dict(self.states)
+            self.states.clear()
+            for index, st in made.items():
+                before = old.get(index)
+                if (isinstance(st, MxState) and isinstance(before, MxState)
+                        and before.stage is st.stage and before.shape == st.shape
+                        and before.dtype == st.dtype and all(
+                            type(a) is np.ndarray and a.flags.writeable for a in before.arrays)):
+                    for dst, src in zip(before.arrays, st.arrays, strict=True):
+                        dst[...] = src             # in place
+                    before.scalars[:] = st.scalars
+                    st = before
+                self.states[index] = st
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
 
     def __repr__(self) -> str:
         return f"Updater({self.optimizer!r}, {len(self.states)} states)"

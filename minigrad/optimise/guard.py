@@ -156,6 +156,50 @@ class ApplyIfFinite(AbstractOptimiser):
                     return f"{name} ({_describe(p)})"
         return f"{where} ({_describe(p)})"
 
+    # -- saving and restoring: the checkpoint format of minigrad.checkpoint ------------------
+    def state_dict(self) -> dict:
+        """``{"skipped": n, "consecutive": k, "opt": opt}``: the counters and the wrapped
+        optimiser itself (which saves its own state).
+
+        >>> import minigrad as mg
+        >>> mg.ApplyIfFinite(mg.Descent()).state_dict()
+        {'skipped': 0, 'consecutive': 0, 'opt': Descent(eta=0.1)}
+        """
+        return {"skipped": self.skipped, "consecutive": self.consecutive, "opt": self.opt}
+
+    def check_state_dict(self, state, name=_describe):
+        """Check ``state`` (as :meth:`state_dict` returns it, with this guard's own ``opt``)
+        and return a function of no arguments that sets the counters; a ``ValueError`` names
+        a counter that is not an integer with ``0 <= consecutive <= skipped``.
+
+        >>> import minigrad as mg
+        >>> g = mg.ApplyIfFinite(mg.Descent())
+        >>> g.load_state_dict({"skipped": 3, "consecutive": 1, "opt": g.opt}); g.skipped
+        3
+        """
+        if not isinstance(state, dict) or sorted(state) != ["consecutive", "opt", "skipped"]:
+            raise ValueError("ApplyIfFinite: the state is a dict with 'skipped', 'consecutive' "
+                             f"and 'opt', got {str(state)[:80]}")
+        if state["opt"] is not self.opt:
+            raise ValueError("ApplyIfFinite: the state's 'opt' must be this guard's own "
+                             "optimiser (load its state with its own load_state_dict)")
+        skipped, consecutive = state["skipped"], state["consecutive"]
+        for field, value in (("skipped", skipped), ("consecutive", consecutive)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"ApplyIfFinite: {field} must be an integer >= 0, the state "
+                                 f"has {value!r}")
+        if consecutive > skipped:
+            raise ValueError(f"ApplyIfFinite: consecutive ({consecutive}) cannot exceed "
+                             f"skipped ({skipped})")
+
+        def commit():
+            self.skipped, self.consecutive = int(skipped), int(consecutive)
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
+
     def __repr__(self) -> str:
         return (f"ApplyIfFinite({self.opt!r}, on_nonfinite={self.on_nonfinite!r}, "
                 f"skipped={self.skipped})")

@@ -19,12 +19,12 @@ entries disappear with their parameter.  The step functions (``apply_``/``update
 from __future__ import annotations
 
 import math as _math
-import unicodedata
 import weakref
 
 import numpy as np
 
-from ..tracker import Param, Params
+from ..keywords import lookup, spellings
+from ..tracker import Param, Params, _describe
 from .backend import backend_of
 from .flat import FLAT_GROUPS
 from .step import _run, apply_, update_
@@ -217,13 +217,47 @@ class _State:
         return f"State(arrays={len(self.arrays)}, scalars={self.scalars})"
 
 
-def _finite(owner: str, name: str, value) -> None:
-    values = value if isinstance(value, tuple) else (value,)
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not _math.isfinite(v):
-            raise ValueError(f"{owner}: hyperparameter {name} must be a finite real number, "
-                             f"got {value!r}")
+#: The values each hyperparameter may take, by attribute: one name means one range in every
+#: rule (the table in docs/optimisers.md).  A field not listed must be a finite real number.
+_RANGES = {
+    "eta": ">= 0", "rho": "in [0, 1]", "beta": "in [0, 1)", "epsilon": ">= 0", "wd": ">= 0",
+    "thresh": "> 0", "gamma": ">= 0", "decay": "in (0, 1]", "step": "an integer >= 1",
+    "clip": ">= 0", "start": "an integer >= 0",
+}
+_TESTS = {
+    ">= 0": lambda v: v >= 0,
+    "> 0": lambda v: v > 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "an integer >= 1": lambda v: float(v).is_integer() and v >= 1,
+    "an integer >= 0": lambda v: float(v).is_integer() and v >= 0,
+}
+
+
+def _real(v) -> bool:
+    return (not isinstance(v, (bool, np.bool_)) and isinstance(v, (int, float, np.integer,
+                                                                   np.floating))
+            and _math.isfinite(v))
+
+
+def _hyper(owner: str, attr: str, value):
+    """``value`` for hyperparameter ``attr`` (``beta`` as a tuple), or a ``ValueError`` naming
+    the field and its allowed values."""
+    wanted = _RANGES.get(attr)
+    test = _TESTS[wanted] if wanted else None
+    if attr == "beta":
+        pair = tuple(value) if isinstance(value, (tuple, list)) else None
+        if pair is None or len(pair) != 2 or not all(_real(v) and test(v) for v in pair):
+            raise ValueError(f"{owner}: hyperparameter beta must be a finite real number "
+                             f"pair (β1, β2), each {wanted}, got {value!r}")
+        return pair
+    if not _real(value):
+        raise ValueError(f"{owner}: hyperparameter {attr} must be a finite real number, got "
+                         f"{value!r}{f' (allowed: {wanted})' if wanted else ''}")
+    if test is not None and not test(value):
+        raise ValueError(f"{owner}: hyperparameter {attr} must be {wanted}, got {value!r}")
+    return value
 
 
 class Rule(AbstractOptimiser):
@@ -233,6 +267,20 @@ class Rule(AbstractOptimiser):
     (``eta``/``η``, ``rho``/``ρ``, ``beta``/``β`` (a pair; also ``β1``/``β2``),
     ``epsilon``/``ϵ``).  Given a list of parameters first (``Momentum([W, b], 0.01)``), a
     constructor returns the legacy closure optimiser of Tracker-era Flux.
+
+    Hyperparameters are checked when set, in the constructor and on assignment
+    (``opt.eta = 0.01``): each must be a finite real number in its range (``η ≥ 0``,
+    ``β`` in ``[0, 1)``, ``ϵ ≥ 0``, ``thresh > 0``, ...; the table is in the optimiser docs),
+    or a ``ValueError`` names the field and its range and nothing changes.
+
+    ``state_dict()`` / ``load_state_dict(state)`` save and restore the hyperparameters and the
+    per-parameter state (see :meth:`state_dict`).
+
+    >>> import minigrad as mg
+    >>> opt = mg.Adam(); opt.eta = float("nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: Adam: hyperparameter eta must be a finite real number, got nan (allowed: >= 0)
     """
 
     fields: tuple = ()
@@ -255,7 +303,7 @@ class Rule(AbstractOptimiser):
         beta = list(values.get("beta", ()))
         for key, value in kwargs.items():
             field = self._keyword(key)
-            if field in ("beta1", "beta2") and "beta" in values:
+            if field in ("beta1", "beta2"):
                 beta[int(field[-1]) - 1] = value
                 values["beta"] = tuple(beta)
             elif field is None:
@@ -268,30 +316,22 @@ class Rule(AbstractOptimiser):
                 values[field] = value
                 given.add(field)
         for attr, value in values.items():
-            if attr == "beta":
-                value = tuple(value)
-                if len(value) != 2:
-                    raise ValueError(f"{name}: beta must be a pair (β1, β2), got {value!r}")
-            _finite(name, attr, value)
-            setattr(self, attr, value)
+            setattr(self, attr, value)          # checked by __setattr__
         self.state = IdDict()
 
+    def __setattr__(self, attr: str, value) -> None:
+        if any(attr == field[0] for field in self.fields):
+            value = _hyper(type(self).__name__, attr, value)
+        object.__setattr__(self, attr, value)
+
     def _keyword(self, key: str):
-        # Python reads identifiers in NFKC form: the keyword ϵ (U+03F5) arrives as ε (U+03B5).
-        key = unicodedata.normalize("NFKC", key)
-        for attr, greek, _ in self.fields:
-            if key in (attr, greek and unicodedata.normalize("NFKC", greek)):
-                return attr
-        if key in ("β1", "beta1"):
-            return "beta1"
-        if key in ("β2", "beta2"):
-            return "beta2"
-        return None
+        return lookup(key, spellings(self.fields))
 
     def check(self) -> None:
-        """Raise ``ValueError`` naming any hyperparameter that is not a finite number."""
+        """Raise ``ValueError`` naming any hyperparameter outside its range (one set without
+        ``setattr``, e.g. through ``__dict__``)."""
         for attr, _, _ in self.fields:
-            _finite(type(self).__name__, attr, getattr(self, attr))
+            _hyper(type(self).__name__, attr, getattr(self, attr))
 
     # The per-rule interface; the defaults suit stateless, scalar-free rules.
     def scalars(self) -> list:
@@ -311,6 +351,144 @@ class Rule(AbstractOptimiser):
         full = backend_of(x).full
         arrays = tuple(full(x.size, fill, x.dtype) for fill in fills)
         return _State(arrays, self.scalars(), x.shape)
+
+    # -- saving and restoring: the checkpoint format of minigrad.checkpoint --------------------
+    def state_dict(self) -> dict:
+        """This rule's state as plain data: ``{"hyper": {field: value, ...}, "state": d}``,
+        ``d`` an :class:`IdDict` mapping each parameter to ``{"arrays": [...], "scalars":
+        [...]}``: its flat state arrays (the live arrays, not copies) and its scalars (Adam's
+        ``βp``, step counters).
+
+        >>> import numpy as np, minigrad as mg
+        >>> W = mg.param([1.0, 2.0]); opt = mg.Momentum(0.1)
+        >>> _ = mg.update_(opt, W, np.ones(2))
+        >>> s = opt.state_dict(); s["hyper"], s["state"][W]
+        ({'eta': 0.1, 'rho': 0.9}, {'arrays': [array([-0.1, -0.1])], 'scalars': []})
+        """
+        states = IdDict()
+        for key, st in self.state.items():
+            if key is not None:
+                states[key] = {"arrays": list(st.arrays), "scalars": list(st.scalars)}
+        return {"hyper": {attr: getattr(self, attr) for attr, _, _ in self.fields},
+                "state": states}
+
+    def _scalar_problem(self, scalars) -> str | None:
+        """What is wrong with one parameter's saved scalars, or ``None``.  A fresh state's
+        scalars are the template: an integer there (a step counter) must be an integer at
+        least as large, anything else a finite real number."""
+        template = self.scalars()
+        if not isinstance(scalars, list) or len(scalars) != len(template):
+            return f"{type(self).__name__} keeps {len(template)} scalar(s), the state has " \
+                   f"{scalars!r}"
+        for j, (s, t) in enumerate(zip(scalars, template, strict=True)):
+            if isinstance(t, int) and not (
+                    isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= t):
+                return f"scalar {j} is a step counter (an integer >= {t}), the state has {s!r}"
+            if not _real(s):
+                return f"scalar {j} must be a finite real number, the state has {s!r}"
+        return None
+
+    def check_state_dict(self, state, name=_describe):
+        """Check ``state`` (as :meth:`state_dict` returns it) against this rule and return a
+        function of no arguments that loads it; changes nothing itself.
+
+        A ``ValueError`` lists every problem: other hyperparameter names, a value outside its
+        range, state arrays not shaped ``(parameter.size,)`` in the parameter's dtype or not
+        finite, scalars that are not this rule's (``name(parameter)`` labels parameters).
+        Loading sets the hyperparameters, writes the arrays and scalars in place where the
+        parameter has state (views into flat buffers stay valid) and drops the state of
+        parameters that ``state`` has none for.
+
+        >>> import numpy as np, minigrad as mg
+        >>> W = mg.param([1.0]); opt = mg.Adam()
+        >>> _ = mg.update_(opt, W, np.ones(1)); state = opt.state_dict()
+        >>> state["state"][W]["scalars"] = [1.0, 1.0]
+        >>> opt.check_state_dict(state, name=lambda p: "W")
+        Traceback (most recent call last):
+        ...
+        ValueError: Adam: state[W]: βp (the powers β1ᵗ, β2ᵗ) must be in [0, 1), the state has
+        [1.0, 1.0]
+        """
+        rule = type(self).__name__
+        if not isinstance(state, dict) or sorted(state) != ["hyper", "state"]:
+            raise ValueError(f"{rule}: a rule's state is a dict with 'hyper' and 'state', "
+                             f"got {str(state)[:80]}")
+        hyper, states = state["hyper"], state["state"]
+        fields = [attr for attr, _, _ in self.fields]
+        if not isinstance(hyper, dict) or sorted(hyper) != sorted(fields):
+            raise ValueError(f"{rule}: the state's hyperparameters are "
+                             f"{sorted(hyper) if isinstance(hyper, dict) else hyper!r}, this "
+                             f"rule's are {sorted(fields)}")
+        values = {attr: _hyper(rule, attr, hyper[attr]) for attr in fields}
+        if not isinstance(states, IdDict):
+            raise ValueError(f"{rule}: the state is not keyed by parameters (an IdDict)")
+        n_arrays, problems = len(self.state_fill), []
+        for p, entry in states.items():
+            label = f"state[{name(p)}]"
+            arrays = entry.get("arrays") if isinstance(entry, dict) else None
+            if not isinstance(arrays, list) or len(arrays) != n_arrays:
+                problems.append(f"{label}: {rule} keeps {n_arrays} state array(s), the state "
+                                f"has {len(arrays) if isinstance(arrays, list) else 0}")
+                continue
+            for j, a in enumerate(arrays):
+                if not isinstance(a, np.ndarray) or a.shape != (p.size,) or a.dtype != p.dtype:
+                    got = f"shape {a.shape} {a.dtype}" if isinstance(a, np.ndarray) else \
+                        type(a).__name__
+                    problems.append(f"{label}: state array {j} has {got}, the parameter "
+                                    f"needs shape ({p.size},) {p.dtype}")
+                elif not np.isfinite(a).all():
+                    problems.append(f"{label}: state array {j} holds "
+                                    f"{int(np.size(a) - np.isfinite(a).sum())} NaN or "
+                                    "infinite value(s)")
+            problem = self._scalar_problem(entry.get("scalars"))
+            if problem:
+                problems.append(f"{label}: {problem}")
+        if problems:
+            raise ValueError(f"{rule}: " + "; ".join(problems))
+
+        def commit():
+            for attr, value in values.items():
+                setattr(self, attr, value)
+            for key in list(self.state.keys()):
+                if key not in states:
+                    del self.state[key]
+            # Parameters updated together may share one scalars list (a flat group's): write
+            # it once; a member whose saved scalars differ gets its own list, and storing its
+            # state again tells the group.
+            shared = {}
+            for st in self.state.values():
+                shared[id(st.scalars)] = shared.get(id(st.scalars), 0) + 1
+            written = set()
+            for p, entry in states.items():
+                old = self.state.get(p)
+                if old is not None and len(old.arrays) == n_arrays and all(
+                        a.shape == (p.size,) and a.dtype == p.dtype and a.flags.writeable
+                        for a in old.arrays):
+                    for dst, src in zip(old.arrays, entry["arrays"], strict=True):
+                        dst[...] = src          # in place: flat buffers' views stay valid
+                    if id(old.scalars) not in written:
+                        old.scalars[:] = entry["scalars"]
+                        if shared[id(old.scalars)] > 1:
+                            written.add(id(old.scalars))
+                    elif old.scalars != entry["scalars"]:
+                        old.scalars = list(entry["scalars"])
+                        self.state[p] = old
+                else:
+                    self.state[p] = _State(tuple(np.array(a) for a in entry["arrays"]),
+                                           list(entry["scalars"]), p.shape)
+        return commit
+
+    def load_state_dict(self, state) -> None:
+        """Load ``state`` (as :meth:`state_dict` returns it), all or nothing: see
+        :meth:`check_state_dict`.
+
+        >>> import numpy as np, minigrad as mg
+        >>> W = mg.param([1.0]); a, b = mg.Adam(0.1), mg.Adam()
+        >>> _ = mg.update_(a, W, np.ones(1)); b.load_state_dict(a.state_dict())
+        >>> b.eta, b.state[W].scalars
+        (0.1, [0.81, 0.998001])
+        """
+        self.check_state_dict(state)()
 
     #: Overwrite ``Δ`` with this rule's step for parameter ``x`` and return it: the fused
     #: pass of :func:`minigrad.optimise.step.apply_`, which recognises a rule that keeps it.
@@ -336,6 +514,13 @@ class _BiasCorrected(Rule):
     def advance(self, scalars: list, key) -> None:
         scalars[0] *= self.beta[0]
         scalars[1] *= self.beta[1]
+
+    def _scalar_problem(self, scalars) -> str | None:
+        problem = super()._scalar_problem(scalars)
+        if problem is None and not all(0 <= s < 1 for s in scalars[:2]):
+            # βp = 1 would divide by 1 − βp = 0 at the next step.
+            problem = f"βp (the powers β1ᵗ, β2ᵗ) must be in [0, 1), the state has {scalars!r}"
+        return problem
 
 
 # -- the rules -----------------------------------------------------------------------------------
@@ -706,6 +891,35 @@ class Optimiser(AbstractOptimiser):
     def __repr__(self) -> str:
         return f"Optimiser({', '.join(map(repr, self.os))})"
 
+    def state_dict(self) -> dict:
+        """``{"os": [stage, ...]}``: the stages themselves, each saving its own state.
+
+        >>> import minigrad as mg
+        >>> mg.Optimiser(mg.ClipNorm(1.0), mg.Descent()).state_dict()
+        {'os': [ClipNorm(thresh=1.0), Descent(eta=0.1)]}
+        """
+        return {"os": list(self.os)}
+
+    def check_state_dict(self, state, name=_describe):
+        """Check that ``state`` lists this chain's own stages (the checkpoint restores each
+        stage in place through its own methods); return a function that loads nothing more.
+
+        >>> import minigrad as mg
+        >>> opt = mg.Optimiser(mg.Descent())
+        >>> opt.load_state_dict(opt.state_dict())
+        """
+        os = state.get("os") if isinstance(state, dict) and list(state) == ["os"] else None
+        if not (isinstance(os, list) and len(os) == len(self.os)
+                and all(a is b for a, b in zip(os, self.os, strict=True))):
+            raise ValueError(f"Optimiser: the state must list this chain's {len(self.os)} "
+                             "stage(s) themselves (load each stage's state with its own "
+                             f"load_state_dict), got {str(state)[:80]}")
+        return lambda: None
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
+
 
 def AdamW(eta=0.001, beta=(0.9, 0.999), decay=0, **kwargs):
     """``Optimiser(Adam(η, β), WeightDecay(decay))``: the decay ``decay·x`` is NOT scaled by η
@@ -799,7 +1013,13 @@ class ExpDecay(Rule):
 
     ``ExpDecay(η=0.001, decay=0.1, decay_step=1000, clip=1e-4, start=0)``; fields ``eta, decay,
     step, clip, start``.  The decay is applied before scaling, so with ``decay_step=1`` the
-    first step already uses ``η·decay``.
+    first step already uses ``η·decay``.  Ranges: ``η ≥ 0``, ``decay`` in ``(0, 1]``,
+    ``decay_step`` an integer ≥ 1, ``clip ≥ 0``, ``start`` an integer ≥ 0.
+
+    Each parameter counts its steps; the global step is the highest count, and η decays when
+    the first parameter reaches a decay step.  Flux v0.13 decays only when no other parameter's
+    count is ALSO a decay step (``count(...) == 1``), so with two or more parameters and
+    ``decay_step=1`` its η decays once and never again; minigrad keeps decaying.
 
     >>> import numpy as np, minigrad as mg
     >>> o, x = mg.ExpDecay(0.2, 0.5, 1, 1e-3), np.zeros(1)
@@ -824,12 +1044,12 @@ class ExpDecay(Rule):
         return n > self.start and n % self.step == 0
 
     def _next(self, scalars: list, key) -> tuple:
-        """This parameter's next count and the η it will use (Flux's ``count(...) == 1`` rule:
-        only the first parameter to reach a decay step decays the shared η)."""
+        """This parameter's next count and the η it will use.  The global step is the highest
+        count of any parameter: the first parameter to reach step ``n`` decays the shared η
+        when ``n`` is a decay step, the others reaching ``n`` later use it as it is."""
         n = scalars[0] + 1
         eta = self.eta
-        if self._decays(n) and not any(
-                self._decays(st.scalars[0]) for k, st in self.state.items() if k is not key):
+        if self._decays(n) and n > max((st.scalars[0] for st in self.state.values()), default=0):
             eta = max(eta * self.decay, self.clip)
         return n, eta
 
@@ -909,6 +1129,22 @@ class LegacyOptimiser:
             if p._grad is not None:
                 _run(self.opt, p, p._grad, update=True, name="legacy optimiser")
                 p._grad = None
+
+    # Checkpoints: the closure has no state of its own; its rule saves itself.
+    def state_dict(self) -> dict:
+        """``{"opt": rule}``: the rule (or chain) it runs, which saves its own state."""
+        return {"opt": self.opt}
+
+    def check_state_dict(self, state, name=None):
+        """Check that ``state`` holds this closure's own rule (a checkpoint restores the rule
+        in place); returns the (empty) commit."""
+        if not isinstance(state, dict) or state.get("opt") is not self.opt:
+            raise ValueError("the state must hold this legacy optimiser's own rule")
+        return lambda: None
+
+    def load_state_dict(self, state) -> None:
+        """See :meth:`check_state_dict`."""
+        self.check_state_dict(state)()
 
     def __repr__(self) -> str:
         return f"LegacyOptimiser({self.opt!r}, {len(self.params)} parameters)"

@@ -14,12 +14,12 @@ The optimizers only read ``get(sched)``.
 
 from __future__ import annotations
 
+from ..keywords import resolve
 from .base import (
     AbstractLearningRateScheduler,
     _count,
     checked,
     get,
-    keywords,
     required,
     update_,
 )
@@ -36,8 +36,10 @@ class Fixed(AbstractLearningRateScheduler):
     (0.42, 0.42)
     """
 
+    _rebuild = True
+
     def __init__(self, eta=None, **kwargs):
-        values = keywords("LearningRate.Fixed", kwargs, {"eta": "eta", "η": "eta"})
+        values = resolve("LearningRate.Fixed", kwargs, {"eta": "eta", "η": "eta"})
         eta = required("LearningRate.Fixed", values, "eta", eta, "η",
                        "the learning rate η, e.g. Fixed(0.01)")
         self.eta = float(checked("LearningRate.Fixed", "η (eta)", eta, ">0"))
@@ -67,9 +69,11 @@ class Exp(AbstractLearningRateScheduler):
     (0.1, 0.09000000000000001, 1)
     """
 
+    _rebuild = True
+
     def __init__(self, eta0=None, **kwargs):
         owner = "LearningRate.Exp"
-        values = keywords(owner, kwargs, {"eta0": "eta0", "η0": "eta0", "gamma": "gamma",
+        values = resolve(owner, kwargs, {"eta0": "eta0", "η0": "eta0", "gamma": "gamma",
                                           "γ": "gamma", "t": "t"})
         self.eta0 = _eta0(owner, eta0, values)
         self.gamma = float(checked(owner, "γ (gamma)", values.get("gamma", 0.9), "(0,1)"))
@@ -93,9 +97,11 @@ class Inv(AbstractLearningRateScheduler):
     [1.0, 0.725476, 0.597614]
     """
 
+    _rebuild = True
+
     def __init__(self, eta0=None, **kwargs):
         owner = "LearningRate.Inv"
-        values = keywords(owner, kwargs, {"eta0": "eta0", "η0": "eta0", "gamma": "gamma",
+        values = resolve(owner, kwargs, {"eta0": "eta0", "η0": "eta0", "gamma": "gamma",
                                           "γ": "gamma", "p": "p", "t": "t"})
         self.eta0 = _eta0(owner, eta0, values)
         self.gamma = float(checked(owner, "γ (gamma)", values.get("gamma", 0.9), "(0,1)"))

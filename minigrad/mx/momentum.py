@@ -11,7 +11,8 @@ optimizer built with ``μ``: ``Null()`` when μ is zero (no momentum at all), el
 
 from __future__ import annotations
 
-from .base import AbstractMomentumScheduler, checked, get, keywords, required, update_
+from ..keywords import resolve
+from .base import AbstractMomentumScheduler, checked, get, required, update_
 
 __all__ = ["Null", "Fixed", "NadamScheduler", "get", "update_", "initmomsched"]
 
@@ -24,6 +25,8 @@ class Null(AbstractMomentumScheduler):
     >>> mx.get(mx.Momentum.Null())
     0.0
     """
+
+    _rebuild = True
 
     def get(self) -> float:
         """Always ``0.0``."""
@@ -46,8 +49,10 @@ class Fixed(AbstractMomentumScheduler):
     42.0
     """
 
+    _rebuild = True
+
     def __init__(self, mu=None, **kwargs):
-        values = keywords("Momentum.Fixed", kwargs, {"mu": "mu", "μ": "mu"})
+        values = resolve("Momentum.Fixed", kwargs, {"mu": "mu", "μ": "mu"})
         mu = required("Momentum.Fixed", values, "mu", mu, "μ", "the momentum μ, e.g. Fixed(0.9)")
         self.mu = float(checked("Momentum.Fixed", "μ (mu)", mu, ">=0"))
 
@@ -75,9 +80,11 @@ class NadamScheduler(AbstractMomentumScheduler):
     [0.4951616, 0.4952424]
     """
 
+    _rebuild = True
+
     def __init__(self, **kwargs):
         owner = "NadamScheduler"
-        values = keywords(owner, kwargs, {"mu": "mu", "μ": "mu", "delta": "delta", "δ": "delta",
+        values = resolve(owner, kwargs, {"mu": "mu", "μ": "mu", "delta": "delta", "δ": "delta",
                                           "gamma": "gamma", "γ": "gamma", "alpha": "alpha",
                                           "α": "alpha"})
         self.mu = float(checked(owner, "μ (mu)", values.get("mu", 0.99), "[0,1)"))
