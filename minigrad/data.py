@@ -120,16 +120,14 @@ def onehotbatch(labels, classes, default=None, dtype=np.float32) -> np.ndarray:
     hot = labels[None, ...] == classes.reshape((-1,) + (1,) * labels.ndim)
     missing = ~hot.any(axis=0)
     if missing.any():
-        first = labels[np.unravel_index(np.argmax(missing), labels.shape)] if labels.ndim \
-            else labels[()]
+        first = labels[np.unravel_index(np.argmax(missing), labels.shape)].tolist()
         if default is None:
             raise ValueError(
                 f"onehotbatch: label {first!r} is not among the classes "
                 f"{classes.tolist()[:20]}; pass default=... for labels outside them")
         if default not in classes.tolist():
             raise ValueError(f"onehotbatch: default {default!r} is not among the classes")
-        hot[:, missing] = (classes == default)[:, None] if labels.ndim else \
-            (classes == default)
+        hot[:, missing] = (classes == default)[:, None]
     return hot.astype(dtype)
 
 
