@@ -111,9 +111,17 @@ def test_pools_against_finite_differences(case):
 
 
 def test_maxpool_gradient_goes_to_the_first_maximum():
-    x = mg.param(np.zeros((2, 2, 1, 1)))
-    gs = mg.gradient(lambda: mg.sum(ops.maxpool(x, (2, 2))), mg.params(x))
-    np.testing.assert_array_equal(gs[x].ravel(), [1.0, 0.0, 0.0, 0.0])
+    """Ties (common after relu) send the gradient to one element: the first along the width,
+    then the height, as PyTorch does."""
+    x = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]]).reshape(2, 3, 1, 1)   # (width, height)
+    xp = mg.param(x)
+    gs = mg.gradient(lambda: mg.sum(ops.maxpool(xp, (2, 2), (1, 1))), mg.params(xp))
+    # window at height 0: x[1, 0] is first (width fastest); at height 1: x[0, 1]
+    np.testing.assert_array_equal(gs[xp][:, :, 0, 0], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    torch = pytest.importorskip("torch")
+    tx = _to_torch(torch, x)
+    torch.nn.functional.max_pool2d(tx, 2, stride=1).sum().backward()
+    np.testing.assert_array_equal(gs[xp], tx.grad.numpy().T)
 
 
 @pytest.mark.parametrize("axis", [0, (0, 1, 3), 1])
