@@ -62,6 +62,9 @@ def _compare(args) -> int:
     print(f"{problem.name}: start {problem.start}, minimum {problem.minimum}, {steps} steps of "
           f"each rule{rates}")
     print(pg.table(results, tol=args.tol))
+    if "AdaDelta" in args.rules:
+        print("(AdaDelta has no learning rate: its 'rate' is its ϵ, which sets the size of its "
+              "first steps)")
     if args.plot:
         try:
             pg.plot({problem.name: results}, args.plot)
