@@ -23,7 +23,7 @@ printed.
 Run it::
 
     pip install -e ".[bench,examples]"     # PyTorch CPU and scikit-learn
-    python benchmarks/conv.py              # ~15 s; --rounds, --steps
+    python benchmarks/conv.py              # ~15 s; --rounds, --steps, --torch-threads
 """
 
 from __future__ import annotations
@@ -156,12 +156,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
     parser.add_argument("--steps", type=int, default=50, help="steps per round (default 50)")
+    parser.add_argument("--torch-threads", type=int,
+                        help="PyTorch's intra-op threads (default: its own choice, one per "
+                             "core); 1 is steadier on a busy machine")
     args = parser.parse_args(argv)
     try:
         import torch
     except ImportError:
         print("PyTorch is not installed (pip install -e '.[bench]'): nothing to compare with")
         return 1
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     x, labels, y = digits_batch()
     mine = MinigradStep(x, y)
     theirs = TorchStep(torch, mine.weights(), x, labels)
