@@ -413,6 +413,27 @@ class BatchNorm(_Modal):
             y = y * reshape(self.γ, along) + reshape(self.β, along)
         return y if self.σ is identity else self.σ(y)
 
+    def state_dict(self) -> dict:
+        """The running statistics (not parameters, so not in ``params``): checkpoints save a
+        model's parameters only, so pass the layer among ``save``'s ``opt`` objects to keep
+        them, e.g. ``mg.save(path, model, [opt, model[1]])``.
+
+        >>> import minigrad as mg
+        >>> mg.BatchNorm(2).state_dict()
+        {'μ': array([0., 0.], dtype=float32), 'σ2': array([1., 1.], dtype=float32)}
+        """
+        return {"μ": self.μ.copy(), "σ2": self.σ2.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Set the running statistics back from :meth:`state_dict`'s output."""
+        for name in ("μ", "σ2"):
+            value = np.asarray(state[name])
+            target = getattr(self, name)
+            if value.shape != target.shape:
+                raise ValueError(f"BatchNorm({target.size}): {name} of shape {value.shape} "
+                                 f"does not fit shape {target.shape}")
+            target[...] = value
+
     def __repr__(self) -> str:
         act = "" if self.σ is identity else f", {getattr(self.σ, '__name__', self.σ)}"
         return f"BatchNorm({self.μ.size}{act})"

@@ -261,6 +261,19 @@ def test_batchnorm_momentum_and_test_mode_by_hand():
     np.testing.assert_allclose(bn(x), (x - 3) / np.sqrt(14 / 3 + 1e-5), rtol=1e-5)
 
 
+def test_batchnorm_running_statistics_survive_a_checkpoint(tmp_path):
+    """Running statistics are not parameters; given among save's objects they are kept."""
+    bn = mg.BatchNorm(2)
+    x = np.array([[1.0, 5.0], [2.0, -2.0]], np.float32)
+    mg.gradient(lambda: mg.sum(bn(x)), mg.params(bn))
+    mg.save(tmp_path / "bn.npz", bn, [bn])
+    again = mg.BatchNorm(2)
+    mg.load(tmp_path / "bn.npz", again, [again])
+    np.testing.assert_array_equal(again.μ, bn.μ)
+    np.testing.assert_array_equal(again.σ2, bn.σ2)
+    np.testing.assert_array_equal(again(x), bn(x))
+
+
 def test_batchnorm_finite_differences():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 2, 4, 5))
