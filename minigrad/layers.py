@@ -321,7 +321,13 @@ def testmode_(m, mode=True):
     """Put every :class:`Dropout` and :class:`BatchNorm` inside ``m`` in test mode (Flux's
     ``testmode!``): dropout is the identity and batch norm uses its running statistics, even
     inside ``gradient``.  ``mode=False`` is :func:`trainmode_`; ``"auto"`` the default.
-    Returns ``m``.  (See :func:`trainmode_` for an example.)
+    Returns ``m``.
+
+    >>> import numpy as np, minigrad as mg
+    >>> d = mg.testmode_(mg.Dropout(0.5))
+    >>> W = mg.param(np.ones(4))
+    >>> mg.gradient(lambda: mg.sum(d(W)), mg.params(W))[W]        # no dropout, even here
+    array([1., 1., 1., 1.])
     """
     mode = _mode("testmode_", mode)
     return _set_mode(m, mode if mode is None else not mode)
