@@ -23,7 +23,7 @@ printed.
 Run it::
 
     pip install -e ".[bench,examples]"     # PyTorch CPU and scikit-learn
-    python benchmarks/conv.py              # ~15 s; --rounds, --steps, --torch-threads
+    python benchmarks/conv.py              # 5-20 s; --rounds, --steps, --torch-threads
 """
 
 from __future__ import annotations
