@@ -356,7 +356,9 @@ class Dropout(_Modal):
     def __call__(self, x):
         if not self._training() or self.p == 0:
             return x
-        shape, dtype = np.shape(x), np.result_type(x)
+        value = np.asarray(x)                # (a trainable array gives its storage: no copy)
+        shape = value.shape
+        dtype = value.dtype if value.dtype.kind == "f" else np.dtype(np.float64)
         keep = self.rng.random(shape) >= self.p
         return mul(x, keep.astype(dtype) / dtype.type(1 - self.p) if self.p < 1 else
                    np.zeros(shape, dtype))

@@ -367,6 +367,8 @@ def test_dropout_masks_follow_the_rng():
     np.testing.assert_array_equal(a(x), b(x))
     assert not np.array_equal(a(x), a(x))                   # a fresh mask each call
     assert (mg.trainmode_(mg.Dropout(1.0))(x) == 0).all()
+    kept = mg.trainmode_(mg.Dropout(0.5, rng=0))([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])   # a list
+    assert set(kept.tolist()) <= {0.0, 2.0} and kept.dtype == np.float64
     with pytest.raises(ValueError, match="probability"):
         mg.Dropout(1.5)
 
