@@ -17,7 +17,7 @@ import builtins
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .devices import array_module, as_array
+from .devices import array_module, as_array, on_device
 from .tracker import Node, current_tape, data, record
 
 __all__ = [
@@ -552,6 +552,9 @@ def _unpadded(g: np.ndarray, pad: tuple) -> np.ndarray:
 
 def _image(name: str, xd) -> np.ndarray:
     xd = as_array(xd)
+    if on_device(xd):
+        raise TypeError(f"{name}: the image layers run on the CPU (NumPy) only; this input is "
+                        "a GPU array: move the model and data with minigrad.cpu(...)")
     if xd.ndim != 4:
         raise ValueError(
             f"{name}: expected images of shape (width, height, channels, batch), got shape "

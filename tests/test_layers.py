@@ -425,6 +425,13 @@ def test_layer_errors_name_the_problem():
         mg.BatchNorm(3)(np.zeros((4, 2)))
     assert mg.Conv((3, 3), (1, 1), pad="same")(np.zeros((7, 5, 1, 1))).shape == (7, 5, 1, 1)
 
+    class OnAGpu:                      # what minigrad.devices takes for a GPU array
+        __cuda_array_interface__ = {}
+
+    for layer in (c, mg.MaxPool((2, 2)), mg.MeanPool((2, 2))):
+        with pytest.raises(TypeError, match=r"CPU \(NumPy\) only.*minigrad\.cpu"):
+            layer(OnAGpu())
+
 
 def test_a_small_cnn_trains():
     """Conv → MaxPool → flatten → Dense learns to tell a bright left half from a bright right
