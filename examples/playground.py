@@ -51,8 +51,12 @@ def main(argv=None) -> dict:
         print(playground.table(runs[name]))
         print()
     if not args.no_plot:
-        playground.plot(runs, args.out, title=f"minigrad {mg.__version__}: every optimiser rule, "
-                        "each at its tuned learning rate")
+        try:
+            playground.plot(runs, args.out, title=f"minigrad {mg.__version__}: every optimiser "
+                            "rule, each at its tuned learning rate")
+        except ModuleNotFoundError as err:      # no matplotlib: say so, as `compare --plot` does
+            print(f"playground.py: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
         print(f"picture saved to {args.out}")
     return runs
 

@@ -3,7 +3,7 @@
 Run it from the repository root::
 
     python examples/train_mlp.py                 # 60 epochs, a progress line per epoch
-    python examples/train_mlp.py --epochs 20 --seed 3
+    python examples/train_mlp.py --seed 3        # another data set, split and initialisation
     python examples/train_mlp.py --quiet         # only the summary
 
 What it does:

@@ -16,12 +16,28 @@
 from . import checkpoint, losses, mx, ops, optimise, schedules, tracker
 from .autograd import gradient, withgradient
 from .checkpoint import CheckpointError, load, save
+from .data import DataLoader, onecold, onehotbatch
 from .devices import cpu, gpu
-from .layers import Chain, Dense, glorot_uniform
+from .layers import (
+    BatchNorm,
+    Chain,
+    Conv,
+    CrossCor,
+    Dense,
+    Dropout,
+    Embedding,
+    LayerNorm,
+    MaxPool,
+    MeanPool,
+    glorot_uniform,
+    testmode_,
+    trainmode_,
+)
 from .ops import (
     abs,
     concatenate,
     exp,
+    flatten,
     identity,
     leakyrelu,
     log,
@@ -64,7 +80,9 @@ __all__ = [
     "save", "load", "CheckpointError", "gpu", "cpu",
     "Param", "Params", "Grads", "param", "params", "gradient", "withgradient", "data",
     "rand", "randn", "zeros", "ones",
-    "Dense", "Chain", "glorot_uniform",
+    "Dense", "Chain", "Conv", "CrossCor", "MaxPool", "MeanPool", "BatchNorm", "LayerNorm",
+    "Dropout", "Embedding", "trainmode_", "testmode_", "glorot_uniform",
+    "DataLoader", "onehotbatch", "onecold", "flatten",
     "abs", "concatenate", "exp", "identity", "leakyrelu", "log", "logsigmoid", "logsoftmax",
     "logσ", "maximum", "mean", "minimum", "relu", "reshape", "sigmoid", "softmax", "softplus",
     "sqrt", "sum", "tanh", "transpose", "σ",

@@ -1,8 +1,8 @@
 """The command line: ``python -m minigrad`` ``demo | compare | bench | precompile``.
 
-* ``demo``: the main training job (:mod:`minigrad.demo`): an MLP learns scikit-learn's
-  handwritten digits with a progress line, the held-out accuracy at the end and optionally
-  the loss curve as a picture.
+* ``demo``: the main training job (:mod:`minigrad.demo`): a small CNN (or, with
+  ``--model mlp``, an MLP) learns scikit-learn's handwritten digits with a progress line, the
+  held-out accuracy at the end and optionally the loss and accuracy curves as a picture.
 * ``compare``: optimiser rules side by side on one 2-D test problem (:mod:`minigrad.playground`):
   a table (final loss, final point, distance to the minimum, when the loss settled) and, with
   ``--plot``, the picture of their paths and loss curves.
@@ -48,7 +48,7 @@ def _rules(text: str, known) -> list[str]:
 def _demo(args) -> int:
     from .demo import train
     try:
-        train(args.epochs, args.seed, args.plot, args.quiet)
+        train(args.epochs, args.seed, args.plot, args.quiet, args.model)
     except ModuleNotFoundError as err:
         print(f"minigrad demo: {err}", file=sys.stderr)
         return 1
@@ -64,6 +64,9 @@ def _compare(args) -> int:
     print(f"{problem.name}: start {problem.start}, minimum {problem.minimum}, {steps} steps of "
           f"each rule{rates}")
     print(pg.table(results, tol=args.tol))
+    if "AdaDelta" in args.rules:
+        print("(AdaDelta has no learning rate: its 'rate' is its ϵ, which sets the size of its "
+              "first steps)")
     if args.plot:
         try:
             pg.plot({problem.name: results}, args.plot)
@@ -134,12 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .demo import add_arguments
     demo = sub.add_parser(
-        "demo", help="train an MLP on scikit-learn's handwritten digits (the main job)",
-        description="The main job: Chain(Dense(64, 64, relu), Dense(64, 10)) learns the 8x8 "
-                    "digits bundled with scikit-learn (25%% held out) with train_ and "
-                    "Adam(3e-3), showing a progress line, each epoch's loss and accuracies, "
-                    "and the held-out accuracy at the end.  Needs scikit-learn; --plot needs "
-                    "matplotlib.")
+        "demo", help="train a small CNN on scikit-learn's handwritten digits (the main job)",
+        description="The main job: a small CNN (two Conv-BatchNorm-MaxPool blocks, Dropout and "
+                    "a Dense layer; --model mlp for Chain(Dense(64, 64, relu), Dense(64, 10))) "
+                    "learns the 8x8 digits bundled with scikit-learn (25% held out) with "
+                    "train_ and Adam(3e-3), showing a progress line, each epoch's loss and "
+                    "accuracies, and the held-out accuracy at the end.  Needs scikit-learn; "
+                    "--plot needs matplotlib.")
     add_arguments(demo)
     demo.set_defaults(run=_demo)
 

@@ -23,8 +23,12 @@ def _operands(name: str, ŷ, y) -> tuple:
     ŷ = ŷ if isinstance(ŷ, Node) else as_array(ŷ)
     y = y if isinstance(y, Node) else as_array(y)
     if ŷ.shape != y.shape:
+        hint = ""
+        if data(y).dtype.kind in "iu" and y.shape == ŷ.shape[1:]:
+            hint = (f"; the target looks like integer class labels: one-hot encode them, "
+                    f"minigrad.onehotbatch(y, range({ŷ.shape[0]}))")
         raise ValueError(f"{name}: the prediction has shape {ŷ.shape} but the target has shape "
-                         f"{y.shape}; they must match")
+                         f"{y.shape}; they must match{hint}")
     return ŷ, y
 
 

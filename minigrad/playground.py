@@ -76,10 +76,11 @@ def beale(x, y):
             + (2.625 - x + x * y ** 3) ** 2)
 
 
-#: The rules, by name, each as ``make(rate)``.  Every Flux rule (the 14 of the optimiser
-#: reference) at its default settings apart from the learning rate, plus two compositions.
-#: ``AdaDelta``'s "rate" is its ``ϵ``; ``AdamW`` decays weights by 0.01 per step (not scaled by
-#: η, as in Flux).
+#: The rules, by name, each as ``make(rate)``: every Flux rule (the 14 of the optimiser
+#: reference) at its default settings apart from the learning rate, except two.  ``AdaDelta``
+#: has no learning rate, so its "rate" is its ``ϵ``; ``AdamW`` gets a weight decay of 1e-3
+#: (Flux's default 0 would make it Adam), so each step also subtracts 1e-3·x (not scaled by η,
+#: as in Flux).
 RULES: dict[str, Callable[[float], _opt.AbstractOptimiser]] = {
     "Descent": lambda η: _opt.Descent(η),
     "Momentum": lambda η: _opt.Momentum(η, 0.9),

@@ -811,29 +811,34 @@ def _shape_dtype(name: str, args: tuple, dtype) -> tuple:
     return shape, dtype
 
 
-def rand(*dims, dtype=np.float64) -> Param:
+def rand(*dims, dtype=np.float64, rng=None) -> Param:
     """Trainable array of uniform samples in ``[0, 1)``: ``rand(2, 5)``, ``rand(np.float32, 3)``.
 
-    float64 by default, as Julia's ``rand``; uses NumPy's global random state.
+    float64 by default, as Julia's ``rand``.  ``rng`` (a ``numpy.random.Generator`` or an int
+    seed, Julia's ``rand(rng, ...)``) gives the samples; by default NumPy's global random state.
 
     >>> import numpy as np, minigrad as mg
     >>> W = mg.rand(2, 5)
     >>> W.shape, W.dtype, bool((0 <= W).all() and (W < 1).all())
     ((2, 5), dtype('float64'), True)
+    >>> bool((mg.rand(3, rng=1) == mg.rand(3, rng=1)).all())
+    True
     """
     shape, dtype = _shape_dtype("rand", dims, dtype)
-    return Param(np.random.random_sample(shape).astype(dtype, copy=False))
+    source = np.random if rng is None else np.random.default_rng(rng)
+    return Param(source.random(shape).astype(dtype, copy=False))
 
 
-def randn(*dims, dtype=np.float64) -> Param:
-    """Trainable array of standard normal samples: ``randn(10, 10)``.
+def randn(*dims, dtype=np.float64, rng=None) -> Param:
+    """Trainable array of standard normal samples: ``randn(10, 10)``; ``rng`` as :func:`rand`'s.
 
     >>> import minigrad as mg
     >>> mg.randn(np.float32, 3).dtype
     dtype('float32')
     """
     shape, dtype = _shape_dtype("randn", dims, dtype)
-    return Param(np.random.standard_normal(shape).astype(dtype, copy=False))
+    source = np.random if rng is None else np.random.default_rng(rng)
+    return Param(source.standard_normal(shape).astype(dtype, copy=False))
 
 
 def zeros(*dims, dtype=np.float64) -> Param:

@@ -36,7 +36,7 @@ def test_the_minigrad_script_is_declared():
 
 
 @pytest.mark.parametrize("command, words", [
-    ("demo", ["--epochs", "--seed", "--plot", "--quiet", "digits"]),
+    ("demo", ["--model", "--epochs", "--seed", "--plot", "--quiet", "digits", "CNN"]),
     ("compare", ["--problem", "--rules", "--steps", "--lr", "--plot", "rosenbrock", "beale"]),
     ("bench", ["--size", "--rules", "--dtype", "--rounds", "memory traffic"]),
 ])
@@ -47,6 +47,14 @@ def test_each_command_has_help(command, words, capsys):
     text = " ".join(capsys.readouterr().out.split())
     for word in words:
         assert word in text, (command, word)
+
+
+def test_demo_help_prints_single_percent_signs(capsys):
+    """argparse does not %-format a description: '25%%' there was printed as is."""
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "25% held out" in " ".join(out.split()) and "%%" not in out
 
 
 def test_no_command_or_a_bad_one_is_a_usage_error(capsys):

@@ -15,6 +15,7 @@ already happened (as in Flux).
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import threading
@@ -172,10 +173,16 @@ def epochs(n: int, log: Callable[[str], object] | None = print):
 
 
 class _Progress:
-    """A one-line progress display on stderr: step, loss and steps per second."""
+    """A one-line progress display on stderr: step, loss and steps per second.
+
+    Each line overwrites the previous one (``\\r``) and is padded with spaces to the previous
+    line's length, so a shorter line leaves nothing of a longer one behind (``465 steps/s/s``).
+    Padding rather than the "clear to end of line" escape works in files and notebooks too.
+    """
 
     def __init__(self, total: int | None):
         self.total, self.start, self.last = total, time.perf_counter(), 0.0
+        self.width = 0
 
     def show(self, i: int, value: float, final: bool = False) -> None:
         now = time.perf_counter()
@@ -184,7 +191,9 @@ class _Progress:
         self.last = now
         rate = (i + 1) / max(now - self.start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        sys.stderr.write(f"\rstep {i + 1}{of}  loss {value:.6g}  {rate:,.0f} steps/s")
+        line = f"step {i + 1}{of}  loss {value:.6g}  {rate:,.0f} steps/s"
+        sys.stderr.write("\r" + line.ljust(self.width))
+        self.width = len(line)
         if final:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -192,7 +201,28 @@ class _Progress:
 
 def _splat(loss, d):
     """Flux's ``batchmemaybe``: a tuple item is splatted into ``loss``, anything else passed."""
-    return loss(*d) if isinstance(d, tuple) else loss(d)
+    args = d if isinstance(d, tuple) else (d,)
+    try:
+        return loss(*args)
+    except TypeError as err:
+        # Only when the call itself cannot bind (checked after the fact: nothing to pay when
+        # it works) is the arity the problem; a TypeError from inside the loss passes through.
+        try:
+            signature = inspect.signature(loss)
+        except (TypeError, ValueError):             # no signature to check the call against
+            raise err from None
+        try:
+            signature.bind(*args)
+        except TypeError:
+            kind = (f"a tuple of {len(d)}, unpacked into {len(d)} arguments" if
+                    isinstance(d, tuple) else "not a tuple, passed as one argument")
+            raise TypeError(
+                f"train_: each data item is given to the loss as its arguments: a tuple item "
+                f"is unpacked (loss(*item)), anything else is passed whole (loss(item)); this "
+                f"item is {kind}, but the loss has signature {signature}. Make the loss take "
+                f"as many arguments as the items hold (for example lambda x, y: ...), or wrap "
+                f"each item in a 1-tuple to pass it whole") from err
+        raise
 
 
 def _checked(value, i: int) -> float:
@@ -261,7 +291,14 @@ def train_(loss, *args, cb=None, progress: bool = False) -> None:
     if len(args) != 3:
         raise TypeError("train_ takes (loss, ps, data, opt) or, Tracker-era, (loss, data, opt)")
     ps, data_, opt = args
-    ps = ps if isinstance(ps, Params) else Params(ps)
+    if not isinstance(ps, Params):
+        try:
+            ps = Params(ps)
+        except TypeError as err:
+            raise TypeError(
+                f"train_(loss, ps, data, opt): ps must be the trainable arrays to update, got "
+                f"{type(ps).__name__} {repr(ps)[:80]}; for a model, pass mg.params(model)"
+            ) from err
 
     def step(i, d):
         value, gs = withgradient(lambda: _splat(loss, d), ps)
