@@ -16,7 +16,7 @@
 from . import checkpoint, losses, mx, ops, optimise, schedules, tracker
 from .autograd import gradient, withgradient
 from .checkpoint import CheckpointError, load, save
-from .data import DataLoader, onecold, onehotbatch
+from .dataloader import DataLoader, onecold, onehotbatch
 from .devices import cpu, gpu
 from .layers import (
     BatchNorm,

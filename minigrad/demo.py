@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from .data import DataLoader, onecold, onehotbatch
+from .dataloader import DataLoader, onecold, onehotbatch
 from .layers import BatchNorm, Chain, Conv, Dense, Dropout, MaxPool
 from .losses import logitcrossentropy
 from .ops import flatten, relu

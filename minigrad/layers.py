@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from .ops import conv, dense, getindex, identity, maxpool, meanpool, mul, normalise, reshape
-from .tracker import Param, _children, current_tape
+from .tracker import Param, current_tape
+from .tree import children
 
 __all__ = ["Dense", "Chain", "Conv", "CrossCor", "MaxPool", "MeanPool", "BatchNorm",
            "LayerNorm", "Dropout", "Embedding", "trainmode_", "testmode_", "glorot_uniform"]
@@ -287,9 +288,7 @@ def _set_mode(m, active):
         seen.add(id(x))
         if isinstance(x, _Modal):
             x.active = active
-        children = _children(x)
-        if children is not None:
-            stack.extend(child for _, child in children)
+        stack.extend(child for _, child in children(x) or ())
     return m
 
 

@@ -15,6 +15,7 @@ The operations themselves (and the Python operators bound to trainable arrays) l
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable, Iterator
 from operator import attrgetter, is_
@@ -598,6 +599,12 @@ def _implicit(f, ps: Params, check_finite: bool):
 
 
 def _explicit(f, xs: tuple, check_finite: bool):
+    code = getattr(f, "__code__", None)
+    if code is not None and code.co_argcount == 0 and not code.co_flags & inspect.CO_VARARGS:
+        raise TypeError(
+            "gradient(f, x...) calls f(x...), but f takes no arguments: for Flux's implicit "
+            "form pass the trainable arrays it uses as minigrad.params(...) (create them with "
+            "minigrad.param(x)); for the explicit form write f as lambda x: ...")
     for i, x in enumerate(xs):
         if isinstance(x, (list, tuple)) and any(isinstance(item, Param) for item in x):
             raise TypeError(

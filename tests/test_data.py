@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.data import DataLoader
+from minigrad.dataloader import DataLoader
 
 
 def test_batches_along_the_last_axis():

@@ -239,3 +239,19 @@ def test_apply_on_plain_arrays_of_other_dtypes_is_refused_before_anything_change
     with pytest.raises(TypeError, match="float32 or float64"):
         mg.update_(opt, x, g)
     assert np.all(x == 1) and len(opt.state) == 0
+
+
+def test_gradient_of_a_function_of_no_arguments_with_arrays_points_at_params():
+    W = np.ones(3)
+    with pytest.raises(TypeError, match=r"f takes no arguments.*minigrad\.params.*minigrad\.param"):
+        mg.gradient(lambda: mg.sum(W * W), W)
+    x = mg.param(np.ones(3))                     # the explicit form itself still works
+    assert np.array_equal(mg.gradient(lambda v: mg.sum(v * v), x)[0], 2 * np.ones(3))
+
+
+def test_update_of_one_parameter_with_a_grads_names_both_forms():
+    W = mg.param(np.ones((2, 2)))
+    gs = mg.gradient(lambda: mg.sum(W * W), mg.params(W))
+    with pytest.raises(TypeError, match=r"update_\(opt, ps, gs\).*update_\(opt, W, gs\[W\]\)"):
+        mg.update_(mg.Descent(), W, gs)
+    assert np.array_equal(W.data, np.ones((2, 2)))

@@ -170,10 +170,6 @@ def _update_all(opt, ps, gs):
             opt, passes[0], ps, gs):
         return ps
     name = f"update_({type(opt).__name__})"
-    if isinstance(gs, Grads) and not isinstance(ps, (Params, list, tuple)):
-        raise TypeError(f"{name}: got one parameter and a Grads; pass the parameters the "
-                        "gradient was taken with (update_(opt, ps, gs)) or the parameter's "
-                        "own gradient (update_(opt, W, gs[W]))")
     pairs = [(p, gs[p]) for p in ps]
     checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
     backends = {backend_of(target) for _, target, _ in checked}
@@ -222,4 +218,8 @@ def update_(*args):
         return guarded(x, g)
     if isinstance(x, (Params, list, tuple)):
         return _update_all(opt, x, g)
+    if isinstance(g, Grads):
+        raise TypeError(f"update_({type(opt).__name__}): got one parameter and a Grads; pass "
+                        "the parameters the gradient was taken with, update_(opt, ps, gs), or "
+                        "the parameter's own gradient, update_(opt, W, gs[W])")
     return _run(opt, x, g, update=True, name=f"update_({type(opt).__name__})")
