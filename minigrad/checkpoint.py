@@ -1,11 +1,12 @@
 """Checkpoints: a model's parameters and an optimiser's full state in one ``.npz`` file.
 
 ``save(path, model, opt)`` writes, and ``load(path, model, opt)`` reads back IN PLACE, every
-parameter of ``model`` and everything ``opt`` needs to continue bit for bit: each rule's
-per-parameter arrays and scalars (Adam's moments and ``βp``, counters), its hyperparameters
-(``ExpDecay`` changes its ``η`` as it goes), composed ``Optimiser`` chains, ``Scheduler``
-step counters, ``Stateful`` schedules, :class:`~minigrad.ApplyIfFinite` counters and the
-state of optimisers you write yourself.
+parameter of ``model``, the state its layers keep besides their parameters (a ``BatchNorm``'s
+running statistics, see :func:`model_state`) and everything ``opt`` needs to continue bit for
+bit: each rule's per-parameter arrays and scalars (Adam's moments and ``βp``, counters), its
+hyperparameters (``ExpDecay`` changes its ``η`` as it goes), composed ``Optimiser`` chains,
+``Scheduler`` step counters, ``Stateful`` schedules, :class:`~minigrad.ApplyIfFinite` counters
+and the state of optimisers you write yourself.
 
 The file.  A plain ``.npz`` (a zip of ``.npy`` arrays: ``np.load(path)`` opens it) holding
 ``params/<name>`` for each parameter, ``state/<n>`` for each state array and
@@ -71,9 +72,10 @@ import numpy as np
 
 from .optimise.rules import FLAT_GROUPS, AbstractOptimiser, IdDict
 from .tracker import Param, Params, _describe
-from .tree import containers, walk
+from .tree import children, containers, walk
 
-__all__ = ["save", "load", "named_params", "register", "CheckpointError", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "named_params", "model_state", "register", "CheckpointError", "FORMAT",
+           "VERSION"]
 
 #: The ``format`` field of every checkpoint's ``minigrad.json``.
 FORMAT = "minigrad-checkpoint"
@@ -446,6 +448,30 @@ def _write_array(zf: zipfile.ZipFile, key: str, a: np.ndarray) -> None:
         np.lib.format.write_array(f, a, allow_pickle=False)
 
 
+def model_state(model) -> list:
+    """The objects inside ``model`` that keep state besides their parameters (a
+    :class:`~minigrad.BatchNorm`'s running statistics): those with a ``state_dict`` method,
+    in the order the model walk meets them.  :func:`save` stores their state with the
+    parameters, and :func:`load` puts it back.
+
+    >>> import minigrad as mg
+    >>> m = mg.Chain(mg.Dense(2, 3), mg.BatchNorm(3), mg.Dense(3, 1))
+    >>> model_state(m) == [m[1]]
+    True
+    """
+    found, seen, stack = [], set(), [model]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen or isinstance(x, (Param, AbstractOptimiser)):
+            continue
+        seen.add(id(x))
+        if callable(getattr(x, "state_dict", None)) and not isinstance(x, type):
+            found.append(x)
+            continue
+        stack.extend(reversed([child for _, child in children(x, (Params,)) or ()]))
+    return found
+
+
 def save(path, model, opt=None, *, extra=None) -> None:
     """Save ``model``'s parameters and ``opt``'s full state to ``path``, atomically.
 
@@ -475,6 +501,9 @@ def save(path, model, opt=None, *, extra=None) -> None:
         "opt": None if opt is None else writer.encode(opt, "opt"),
         "extra": None if extra is None else writer.encode(extra, "extra"),
     }
+    layers = model_state(model)
+    if layers:
+        meta["layers"] = writer.encode(layers, "layers")
     text = json.dumps(meta, allow_nan=False, ensure_ascii=False)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
@@ -708,13 +737,15 @@ def load(path, model, opt=None):
                     raise _Mismatch("the checkpoint holds no optimiser state, but an "
                                     "optimiser was given")
                 reader.decode(meta["opt"], opt, "opt")
+            if meta.get("layers") is not None:      # (files from before layers had state)
+                reader.decode(meta["layers"], model_state(model), "layers")
             extra = None if meta.get("extra") is None else reader.decode(meta["extra"], None,
                                                                          "extra")
             values = [(p, members.read(key, (p.shape, p.dtype))) for p, key in pairs]
         except _Mismatch as err:
-            raise CheckpointError(f"{path}: its optimiser state does not fit the optimiser "
-                                  f"given (structure or values); nothing was loaded: {err}"
-                                  ) from None
+            raise CheckpointError(f"{path}: its saved state does not fit the optimiser or the "
+                                  f"model's layers given (structure or values); nothing was "
+                                  f"loaded: {err}") from None
         except CheckpointError:
             raise
         except _READ_ERRORS as err:

@@ -421,9 +421,8 @@ class BatchNorm(_Modal):
         return y if self.σ is identity else self.σ(y)
 
     def state_dict(self) -> dict:
-        """The running statistics (not parameters, so not in ``params``): checkpoints save a
-        model's parameters only, so pass the layer among ``save``'s ``opt`` objects to keep
-        them, e.g. ``mg.save(path, model, [opt, model[1]])``.
+        """The running statistics (not parameters, so not in ``params``; checkpoints save them
+        with the model's parameters).
 
         >>> import minigrad as mg
         >>> mg.BatchNorm(2).state_dict()
@@ -431,15 +430,32 @@ class BatchNorm(_Modal):
         """
         return {"μ": self.μ.copy(), "σ2": self.σ2.copy()}
 
+    def check_state_dict(self, state, name=None):
+        """Check ``state`` (as :meth:`state_dict` gives it: arrays of the running statistics'
+        shapes, finite, the variances not negative) without changing anything; return the
+        function that sets it."""
+        if not isinstance(state, dict) or sorted(state) != ["μ", "σ2"]:
+            raise ValueError(f"{self!r}: the state must be a dict of μ and σ2, got {state!r:.80}")
+        values = {}
+        for key in ("μ", "σ2"):
+            value, target = np.asarray(state[key]), getattr(self, key)
+            if value.shape != target.shape or value.dtype.kind != "f":
+                raise ValueError(f"{self!r}: {key} must be a float array of shape "
+                                 f"{target.shape}, got shape {value.shape} dtype {value.dtype}")
+            if not np.isfinite(value).all() or (key == "σ2" and (value < 0).any()):
+                raise ValueError(f"{self!r}: {key} holds a non-finite"
+                                 f"{' or negative' if key == 'σ2' else ''} value")
+            values[key] = value
+
+        def commit():
+            for key, value in values.items():
+                getattr(self, key)[...] = value
+        return commit
+
     def load_state_dict(self, state: dict) -> None:
-        """Set the running statistics back from :meth:`state_dict`'s output."""
-        for name in ("μ", "σ2"):
-            value = np.asarray(state[name])
-            target = getattr(self, name)
-            if value.shape != target.shape:
-                raise ValueError(f"BatchNorm({target.size}): {name} of shape {value.shape} "
-                                 f"does not fit shape {target.shape}")
-            target[...] = value
+        """Set the running statistics back from :meth:`state_dict`'s output (checked first:
+        see :meth:`check_state_dict`)."""
+        self.check_state_dict(state)()
 
     def __repr__(self) -> str:
         act = "" if self.σ is identity else f", {getattr(self.σ, '__name__', self.σ)}"

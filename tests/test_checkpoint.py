@@ -690,3 +690,38 @@ def test_mx_mismatch_is_named(tmp_path):
                                               r"minigrad.mx.optimizers.ADAM"):
         mg.load(tmp_path / "a.npz", [mg.param(np.ones(3, np.float32))], other)
     assert other.states == {}
+
+
+def test_batchnorm_running_statistics_are_saved_with_the_model(tmp_path):
+    """A layer's state besides its parameters (BatchNorm's running statistics) goes into the
+    checkpoint with the model and comes back; a damaged value is refused, changing nothing."""
+    rng = np.random.default_rng(0)
+    m = mg.Chain(mg.Dense(3, 4, rng=rng), mg.BatchNorm(4, mg.relu), mg.Dense(4, 2, rng=rng))
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    ps, opt = mg.params(m), mg.Adam(0.01)
+    for _ in range(3):
+        mg.update_(opt, ps, mg.gradient(lambda: mg.sum(m(x) ** 2), ps))
+    μ, σ2 = m[1].μ.copy(), m[1].σ2.copy()
+    assert not np.allclose(μ, 0)                    # the statistics moved
+    mg.save(tmp_path / "bn.npz", m, opt)
+    m2, opt2 = mg.Chain(mg.Dense(3, 4), mg.BatchNorm(4, mg.relu), mg.Dense(4, 2)), mg.Adam()
+    mg.load(tmp_path / "bn.npz", m2, opt2)
+    np.testing.assert_array_equal(m2[1].μ, μ)
+    np.testing.assert_array_equal(m2[1].σ2, σ2)
+    mg.testmode_(m), mg.testmode_(m2)
+    np.testing.assert_array_equal(m2(x), m(x))
+    with pytest.raises(ValueError, match="σ2 holds a non-finite or negative value"):
+        m2[1].load_state_dict({"μ": μ, "σ2": -σ2})
+    np.testing.assert_array_equal(m2[1].σ2, σ2)
+    class Affine:           # BatchNorm's parameters without its running statistics: refused
+        def __init__(self):
+            self.γ, self.β = mg.param(np.ones(4, np.float32)), mg.param(np.zeros(4, np.float32))
+
+        def __call__(self, x):
+            return x
+
+    m3 = mg.Chain(mg.Dense(3, 4), Affine(), mg.Dense(4, 2))
+    before = m3[0].weight.data.copy()
+    with pytest.raises(mg.CheckpointError, match="the model's layers given"):
+        mg.load(tmp_path / "bn.npz", m3)
+    np.testing.assert_array_equal(m3[0].weight.data, before)
