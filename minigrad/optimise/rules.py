@@ -893,7 +893,14 @@ class Optimiser(AbstractOptimiser):
     apply_ = apply_
 
     def stages(self) -> list:
-        return [s for o in self.os for s in o.stages()]
+        """The members' stages in order; a stage that can hold the rest of the chain back
+        (AccumGrad, with a ``gate(rest)`` method) hands the stages after it to its gate."""
+        stages = [s for o in self.os for s in o.stages()]
+        for i, stage in enumerate(stages[:-1]):
+            gate = getattr(stage, "gate", None)
+            if gate is not None:
+                return [*stages[:i + 1], gate(stages[i + 1:])]
+        return stages
 
     def __repr__(self) -> str:
         return f"Optimiser({', '.join(map(repr, self.os))})"

@@ -174,11 +174,10 @@ class AccumGrad(Rule):
     else a zero step (Optimisers.jl returns ``nothing`` and stops the chain).  The counter
     ``k`` is per-parameter scalar state.  ``AccumGrad(n)``, ``n`` an integer ≥ 1.
 
-    Put it first in a chain.  The stages after it run on every call, on a zero step on the
-    ``n − 1`` silent ones: a stage that maps a zero step to zero and keeps no state
-    (``Descent``, ``ClipGrad``, ``ClipNorm``) behaves as in Optimisers.jl, but a stateful one
-    (``Adam``'s moments and ``βp``) or ``WeightDecay`` would move on the silent calls, unlike
-    Optimisers.jl, where the chain stops.
+    In a chain (``Optimiser(AccumGrad(n), Adam())``), the stages after it run only when it
+    gives its mean, as Optimisers.jl's chain stops at ``nothing``: their state does not move
+    on the silent calls.  Such a chain runs parameter by parameter (AccumGrad's kernel, then
+    the rest's); AccumGrad alone, or last, updates a whole model in one kernel call.
 
     >>> import numpy as np, minigrad as mg
     >>> o, x = mg.Optimiser(mg.AccumGrad(2), mg.Descent(0.1)), np.zeros(1)
@@ -206,6 +205,23 @@ class AccumGrad(Rule):
 
     def advance(self, scalars, key) -> None:
         scalars[0] = 1 if scalars[0] >= self.n else scalars[0] + 1
+
+    def gate(self, rest: list) -> _AfterAccumulation:
+        """The stage that runs the chain's ``rest`` after this one (see :class:`Optimiser`)."""
+        return _AfterAccumulation(self, rules.Optimiser(*rest))
+
+
+class _AfterAccumulation(rules.AbstractOptimiser):
+    """The stages after an :class:`AccumGrad` in a chain, run only on the calls where it gave
+    its mean (its counter is back at 1); on the others the step stays AccumGrad's zero."""
+
+    def __init__(self, accum: AccumGrad, rest):
+        self.accum, self.rest = accum, rest
+
+    def apply_(self, x, Δ):
+        if self.accum.state[x].scalars[0] == 1:
+            return apply_(self.rest, x, Δ)
+        return Δ
 
 
 class AdamW(_BiasCorrected):
