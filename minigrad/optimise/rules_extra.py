@@ -18,6 +18,7 @@ import math as _math
 
 import numpy as np
 
+from ..arrays import library, on_device
 from ..tracker import _describe, data
 from . import rules
 from .backend import backend_of
@@ -382,7 +383,8 @@ class Muon(rules.AbstractOptimiser):
     scaling="original", fallback=AdamW())``: torch.optim.Muon's defaults (``lr``,
     ``momentum``, ``weight_decay``, ``eps``, ``ns_steps``); fields ``eta``, ``rho``, ``wd``,
     ``epsilon``.  Unlike torch it orthogonalises in the parameter's own dtype (torch: bfloat16)
-    and, unlike torch (which refuses them), hands non-2-D arrays to ``fallback``.
+    and, unlike torch (which refuses them), hands non-2-D arrays to ``fallback``.  On the GPU,
+    2-D weights must be CuPy arrays (their matrix products); the fallback takes any.
 
     >>> import numpy as np, minigrad as mg
     >>> W = mg.param(np.eye(2)); b = mg.param(np.zeros(2))
@@ -431,6 +433,9 @@ class Muon(rules.AbstractOptimiser):
     def apply_(self, x, Δ):
         if len(Δ.shape) != 2:
             return apply_(self.fallback, x, Δ)
+        if on_device(Δ) and library(Δ) != "cupy":
+            raise TypeError(f"Muon: a 2-D GPU weight needs CuPy arrays (the Newton–Schulz "
+                            f"iteration multiplies matrices), got {_describe(Δ)}")
         for attr in self._CHECKED:
             _hyper("Muon", attr, getattr(self, attr))
         rho = self.rho
