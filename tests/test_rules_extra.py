@@ -604,3 +604,26 @@ def test_rules_simple_sum(name):
         losses.append(loss())
     assert m.data.sum() < 2080
     assert losses[-1] < losses[-100]
+
+
+@pytest.mark.parametrize("name", UPSTREAM_RULES)
+def test_rules_independence(name):
+    """test/rules.jl "independence": w′ learns w from iloss = mean((w·x − w′·x)²), x =
+    rand(10, 20); upstream asserts iloss > 1 at the start and < 0.01 after 10^5 steps, here
+    that it halves within 1000 (Julia's random numbers differ from NumPy's anyway).  Muon's
+    steps have a fixed spectral size, η = 0.001 at torch's default: 3000 steps."""
+    rng = np.random.default_rng(1)
+    w, w2 = rng.standard_normal((10, 10)), mg.param(rng.standard_normal((10, 10)))
+    opt = UPSTREAM_RULES[name]()
+
+    def iloss(x):
+        e = w @ x - w2.data @ x
+        return float(np.mean(e * e)), e
+
+    start = iloss(rng.random((10, 20)))[0]
+    assert start > 1
+    for _ in range(3000 if name == "Muon()" else 1000):
+        x = rng.random((10, 20))
+        _, e = iloss(x)
+        mg.update_(opt, w2, -2 * e @ x.T / e.size)     # ∂iloss/∂w′
+    assert iloss(rng.random((10, 20)))[0] < start / 2

@@ -64,8 +64,9 @@ class Rprop(Rule):
 
 class Signum(Rule):
     """Signum (sign of the momentum, Bernstein et al. 2018): ``m = βm + (1−β)g``, step
-    ``η·sign(m)``.  ``Signum(η=0.01, β=0.9)`` (MXNet's defaults); ``β = 0`` is signSGD.  The field is ``rho``
-    (``beta`` is a pair in minigrad); ``β`` and ``beta`` are accepted as keywords.
+    ``η·sign(m)``.  ``Signum(η=0.01, β=0.9)`` (MXNet's defaults); ``β = 0`` is signSGD.  The
+    field is ``rho`` (``beta`` is a pair in minigrad); ``β`` and ``beta`` are accepted as
+    keywords.
 
     >>> import numpy as np, minigrad as mg
     >>> o, x = mg.Signum(), np.zeros(2)
