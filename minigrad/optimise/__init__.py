@@ -1,4 +1,5 @@
-"""Optimisers (``minigrad.optimise`` = ``Flux.Optimise``): rules, composition, decays, clipping.
+"""Optimisers (``minigrad.optimise`` = ``Flux.Optimise``): rules, composition, decays, clipping,
+and the rules Optimisers.jl added, with Muon (:mod:`minigrad.optimise.rules_extra`).
 
 Sign convention: Flux.Optimise's :func:`update_` SUBTRACTS the step; Tracker's
 :func:`minigrad.tracker.update_` adds it.
@@ -40,6 +41,16 @@ from .rules import (
     RMSProp,
     WeightDecay,
 )
+from .rules_extra import (
+    AccumGrad,
+    CentredRMSProp,
+    ClipGrad,
+    Lion,
+    Muon,
+    Rprop,
+    SignDecay,
+    Signum,
+)
 from .step import apply_, update_
 from .train import (
     DomainError,
@@ -61,4 +72,5 @@ __all__ = [
     "SGD", "LegacyOptimiser", "apply_", "update_", "precompile",
     "train_", "stop", "skip", "throttle", "runall", "epochs", "DomainError", "StopException",
     "SkipException", "ApplyIfFinite", "NonFiniteGradientError",
+    "Rprop", "Signum", "SignDecay", "ClipGrad", "AccumGrad", "CentredRMSProp", "Lion", "Muon",
 ]

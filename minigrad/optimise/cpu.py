@@ -21,7 +21,7 @@ from .kernels import as_hyper
 from .kernels import run as run_kernel
 
 __all__ = ["NAME", "operands", "flat_view", "empty", "full", "copy", "gather", "assign",
-           "store", "l2norm", "run", "subtract", "update"]
+           "store", "l2norm", "pnorm", "run", "subtract", "update"]
 
 #: Where this backend's arrays live, for error messages.
 NAME = "the host"
@@ -115,6 +115,22 @@ def l2norm(a) -> float:
         if math.isfinite(big):
             norm = big * float(np.linalg.norm(a / np.asarray(big, a.dtype)))
     return norm
+
+
+def pnorm(a, p: float) -> float:
+    """The ``p``-norm ``(Σ|aᵢ|ᵖ)^(1/p)`` of ``a`` as a Python float (``p = inf``: the largest
+    ``|aᵢ|``; ``p = 2``: :func:`l2norm`), even where the powers overflow: the elements are
+    scaled by the largest first.  A NaN element gives NaN, an infinite one inf.
+
+    >>> pnorm(np.array([3.0, -4.0]), 1), pnorm(np.array([3.0, -4.0]), math.inf)
+    (7.0, 4.0)
+    """
+    if p == 2:
+        return l2norm(a)
+    big = float(np.max(np.abs(a))) if a.size else 0.0
+    if p == math.inf or not 0 < big < math.inf:
+        return big
+    return big * float(np.sum((np.abs(a) / np.asarray(big, a.dtype)) ** p)) ** (1 / p)
 
 
 def run(types: tuple, update: bool, x: np.ndarray, d: np.ndarray, hypers: list,

@@ -39,10 +39,11 @@ import numpy as np
 
 from ..arrays import cuda_module, device_dtype, library, on_device
 from ..tracker import _describe, data
+from . import cpu
 from .kernels import _load, fused_kernel
 
 __all__ = ["NAME", "THREADS", "launch", "operands", "flat_view", "empty", "full", "copy",
-           "gather", "assign", "store", "l2norm", "run", "subtract", "update"]
+           "gather", "assign", "store", "l2norm", "pnorm", "run", "subtract", "update"]
 
 #: Where this backend's arrays live, for error messages.
 NAME = "the GPU"
@@ -185,6 +186,14 @@ def l2norm(a) -> float:
         threads = min(THREADS, 1 << max(5, (flat.size - 1).bit_length()))   # a power of two
         _helpers().sumsq[min(-(-flat.size // threads), 1024), threads](flat, out)
     return math.sqrt(float(out.copy_to_host()[0]))
+
+
+def pnorm(a, p: float) -> float:
+    """The ``p``-norm of GPU array ``a`` (see :func:`minigrad.optimise.cpu.pnorm`): the L2
+    norm on the GPU, any other ``p`` from a copy of ``a`` on the host."""
+    if p == 2:
+        return l2norm(a)
+    return cpu.pnorm(flat_view(a).copy_to_host(), p)
 
 
 # -- checks ---------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A rule is a class with
 
 * ``fields``: its hyperparameters ``(attribute, Greek keyword, default)`` in Flux's positional
   order; they are plain mutable attributes (``opt.eta = 0.01`` applies at the next step);
-* ``state_fill``: how each per-element state array starts (``0.0`` or ``"epsilon"``);
+* ``state_fill``: how each per-element state array starts (a number, or the name of a
+  hyperparameter whose value it starts at, such as ``"epsilon"``);
 * ``math(d, x, *state, *hyper)``: the step for one element, returning ``d`` or
   ``(d, *new_state)``.  It is compiled by :mod:`minigrad.optimise.kernels` into fused loops;
   it must use no float literals, so that float32 stays float32 (constants come in ``hyper``);
@@ -222,8 +223,12 @@ class _State:
 _RANGES = {
     "eta": ">= 0", "rho": "in [0, 1]", "beta": "in [0, 1)", "epsilon": ">= 0", "wd": ">= 0",
     "thresh": "> 0", "gamma": ">= 0", "decay": "in (0, 1]", "step": "an integer >= 1",
-    "clip": ">= 0", "start": "an integer >= 0",
+    "clip": ">= 0", "start": "an integer >= 0", "ell": "> 0", "bounds": ">= 0",
+    "omega": "> 0", "p": "> 0 (inf allowed)", "n": "an integer >= 1",
 }
+#: The hyperparameters that are pairs, each item in the field's range: ``beta`` = (β1, β2),
+#: Rprop's ``ell`` = (ℓ−, ℓ+) and ``bounds`` = (Γmin, Γmax).
+_PAIRS = {"beta": "(β1, β2)", "ell": "(ℓ−, ℓ+)", "bounds": "(Γmin, Γmax)"}
 _TESTS = {
     ">= 0": lambda v: v >= 0,
     "> 0": lambda v: v > 0,
@@ -232,6 +237,7 @@ _TESTS = {
     "in (0, 1]": lambda v: 0 < v <= 1,
     "an integer >= 1": lambda v: float(v).is_integer() and v >= 1,
     "an integer >= 0": lambda v: float(v).is_integer() and v >= 0,
+    "> 0 (inf allowed)": lambda v: v > 0,
 }
 
 
@@ -246,13 +252,13 @@ def _hyper(owner: str, attr: str, value):
     the field and its allowed values."""
     wanted = _RANGES.get(attr)
     test = _TESTS[wanted] if wanted else None
-    if attr == "beta":
+    if attr in _PAIRS:
         pair = tuple(value) if isinstance(value, (tuple, list)) else None
         if pair is None or len(pair) != 2 or not all(_real(v) and test(v) for v in pair):
-            raise ValueError(f"{owner}: hyperparameter beta must be a finite real number "
-                             f"pair (β1, β2), each {wanted}, got {value!r}")
+            raise ValueError(f"{owner}: hyperparameter {attr} must be a finite real number "
+                             f"pair {_PAIRS[attr]}, each {wanted}, got {value!r}")
         return pair
-    if not _real(value):
+    if not (_real(value) or ("inf allowed" in (wanted or "") and value == _math.inf)):
         raise ValueError(f"{owner}: hyperparameter {attr} must be a finite real number, got "
                          f"{value!r}{f' (allowed: {wanted})' if wanted else ''}")
     if test is not None and not test(value):
@@ -347,7 +353,8 @@ class Rule(AbstractOptimiser):
 
     def new_state(self, x: np.ndarray) -> _State:
         """Fresh state for parameter storage ``x``: flat arrays on ``x``'s device."""
-        fills = [self.epsilon if fill == "epsilon" else fill for fill in self.state_fill]
+        fills = [getattr(self, fill) if isinstance(fill, str) else fill
+                 for fill in self.state_fill]
         full = backend_of(x).full
         arrays = tuple(full(x.size, fill, x.dtype) for fill in fills)
         return _State(arrays, self.scalars(), x.shape)
@@ -886,7 +893,14 @@ class Optimiser(AbstractOptimiser):
     apply_ = apply_
 
     def stages(self) -> list:
-        return [s for o in self.os for s in o.stages()]
+        """The members' stages in order; a stage that can hold the rest of the chain back
+        (AccumGrad, with a ``gate(rest)`` method) hands the stages after it to its gate."""
+        stages = [s for o in self.os for s in o.stages()]
+        for i, stage in enumerate(stages[:-1]):
+            gate = getattr(stage, "gate", None)
+            if gate is not None:
+                return [*stages[:i + 1], gate(stages[i + 1:])]
+        return stages
 
     def __repr__(self) -> str:
         return f"Optimiser({', '.join(map(repr, self.os))})"
