@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import rules_extra  # noqa: F401  (its rules are built in too)
 from .kernels import ready
 from .rules import builtin_rules
 from .step import fused_passes

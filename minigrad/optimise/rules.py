@@ -1107,15 +1107,21 @@ ADAM, RADAM, OADAM, ADAGrad, ADADelta, NADAM, ADAMW = (
 
 
 def builtin_rules() -> list:
-    """Every built-in rule class of this module (those with per-element ``math``).
+    """Every built-in rule class (minigrad's :class:`Rule` subclasses with per-element
+    ``math``, in this module and the modules imported so far, such as
+    :mod:`minigrad.optimise.rules_extra`).
 
     >>> import minigrad as mg
-    >>> mg.Adam in builtin_rules() and mg.Optimiser not in builtin_rules()
+    >>> mg.Adam in builtin_rules() and mg.Lion in builtin_rules()
     True
     """
-    return list(dict.fromkeys(    # (once each: ADAM is Adam)
-        cls for cls in globals().values()
-        if isinstance(cls, type) and issubclass(cls, Rule) and "math" in vars(cls)))
+    found, stack = [], [Rule]
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if "math" in vars(cls) and cls.__module__.startswith("minigrad.") and cls not in found:
+            found.append(cls)
+    return sorted(found, key=lambda cls: (cls.__module__, cls.__qualname__))
 
 
 # -- the Tracker-era closures -------------------------------------------------------------------
