@@ -440,7 +440,9 @@ class DistributedOptimiser(AbstractOptimiser):
         ps = x if isinstance(x, Params) else Params(x)
         comm = _world()
         MPI = _mpi()
-        buffer = g.buffer if g.buffer is not None and g.buffer.holds(ps) else None
+        buffer = g.buffer
+        if buffer is None or type(g.flat) is not np.ndarray or not buffer.holds(ps):
+            buffer = None       # (gathered below, which also refuses GPU parameters)
         layout, digest = self._digest(ps, buffer)
         grads = [g[p] for p in ps]
         # [digest, -digest, any None here] → max over ranks: [max, -min, any None anywhere].

@@ -19,7 +19,9 @@ RANK, SIZE = dist.local_rank(), dist.total_workers()
 
 
 def say(*args) -> None:
-    print(f"rank {RANK}:", *args, flush=True)
+    # One write per line: the ranks share mpiexec's output, and separate writes interleave.
+    sys.stdout.write(" ".join([f"rank {RANK}:", *map(str, args)]) + "\n")
+    sys.stdout.flush()
 
 
 def model(hidden: int = 16):
