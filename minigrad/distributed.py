@@ -371,7 +371,7 @@ class DistributedOptimiser(AbstractOptimiser):
         self.bucket_bytes = bucket_bytes
         self._average = _Average(1.0 / total_workers())
         self._scaled = None         # Optimiser(self._average, <opt, or the guard's opt>)
-        self._checked = None        # (buffer, structure, digest) of the last layout hashed
+        self._checked = None        # (buffer, structure, layout, digest), last hashed
 
     # A stage of a chain, or apply_, would average one array at a time.
     def stages(self) -> list:
@@ -383,6 +383,12 @@ class DistributedOptimiser(AbstractOptimiser):
 
     #: ``ApplyIfFinite`` refuses to wrap an optimiser that communicates (see guard.py).
     collective = True
+
+    def __getstate__(self) -> dict:
+        """What ``copy`` and ``pickle`` keep: the wrapped optimiser and the settings; the
+        scaled chain and the layout cache (which hold the parameters' flat buffer) are
+        rebuilt at the next step."""
+        return {**super().__getstate__(), "_scaled": None, "_checked": None}
 
     def state_dict(self) -> dict:
         """What a checkpoint keeps: the wrapped optimiser (restored in place)."""
