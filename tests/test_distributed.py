@@ -76,6 +76,14 @@ def test_two_ranks_equal_one_process_bitwise(mpirun, rule, steps, bucket):
     assert done[0] == done[1]
 
 
+def test_two_rank_utilities(mpirun):
+    # bcast_, allreduce_ (each op), DistributedDataContainer on 7 items, synchronize_ of
+    # parameters, Adam state and eta, and a float32 + float64 model: see scenarios.utilities.
+    rc, out, _ = mpirun("utilities")
+    assert rc == 0, out
+    assert sorted(_lines(out, "utilities ok")) == [0, 1], out
+
+
 def test_none_gradient_counts_as_zeros(mpirun):
     rc, out, _ = mpirun("none_gradients")
     assert rc == 0, out

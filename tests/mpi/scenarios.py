@@ -121,6 +121,43 @@ def none_gradients() -> None:
     say("none ok", W.data.tolist(), b.data.tolist())
 
 
+def utilities() -> None:
+    """bcast_, allreduce_, DistributedDataContainer's split, synchronize_ of values and state,
+    and a model of two dtypes (one summed buffer per dtype), each against known values."""
+    a = np.array([RANK + 1.0, -(RANK + 1.0)])
+    for op, want in (("+", [3, -3]), ("avg", [1.5, -1.5]), ("max", [2, -1]), ("min", [1, -2]),
+                     ("*", [2, 2])):
+        got = dist.allreduce_(a.copy(), op)
+        assert got.tolist() == want, (op, got)
+    b = dist.bcast_(np.full(3, float(RANK)), root=1)
+    assert b.tolist() == [1.0, 1.0, 1.0], b
+    assert list(dist.DistributedDataContainer(range(7))) == [[0, 2, 4], [1, 3, 5]][RANK]
+
+    # synchronize_: rank 1 starts from other values, another eta and its own Adam state.
+    m = model()
+    opt = mg.Adam(0.01)
+    x, y = batches(2)[RANK]
+    mg.update_(opt, mg.params(m), mg.gradient(lambda: loss_of(m)(x, y), mg.params(m)))
+    if RANK == 1:
+        for p in mg.params(m):
+            p.data += 1
+        opt.eta = 0.5
+    state = lambda: [opt.state[p][i] for p in mg.params(m) for i in range(2)]  # noqa: E731
+    root_values = dist._world().bcast((digest(mg.params(m)), digest(state()), opt.eta), root=0)
+    dist.synchronize_(m, opt)
+    assert (digest(mg.params(m)), digest(state()), opt.eta) == root_values
+    assert opt.state[mg.params(m)[0]].scalars == [0.9 ** 2, 0.999 ** 2]
+
+    # Two dtypes: each summed in its own buffer; Descent(1) steps by the mean gradient.
+    W = mg.param(np.full(2, 1.0, np.float32))
+    v = mg.param(np.full(3, 1.0, np.float64))
+    ps = mg.Params([W, v])
+    gs = mg.gradient(lambda: mg.sum(W * (RANK + 1.0)) + mg.sum(v * (RANK + 3.0)), ps)
+    mg.update_(dist.DistributedOptimiser(mg.Descent(1.0)), ps, gs)
+    assert W.data.tolist() == [-0.5, -0.5] and v.data.tolist() == [-2.5, -2.5, -2.5]
+    say("utilities ok")
+
+
 def nan_skips() -> None:
     """A NaN in rank 1's gradient at step 3 skips that step on both ranks."""
     m = model()
