@@ -95,6 +95,12 @@ class ApplyIfFinite(AbstractOptimiser):
     def __init__(self, opt, on_nonfinite: str = "skip", *, model=None):
         if not isinstance(opt, AbstractOptimiser):
             raise TypeError(f"ApplyIfFinite: expected an optimiser to wrap, got {opt!r}")
+        if getattr(opt, "collective", False):
+            # Its step communicates: a rank whose guard skipped would leave the others waiting.
+            name = type(opt).__name__
+            raise TypeError(f"ApplyIfFinite({name}(...)) would decide on each rank's own "
+                            f"gradient; put the guard inside: {name}(ApplyIfFinite(...)) "
+                            "decides on the averaged gradient, the same on every rank")
         if on_nonfinite not in _MODES:
             raise ValueError(f"ApplyIfFinite: on_nonfinite must be 'skip' or 'raise', got "
                              f"{on_nonfinite!r}")

@@ -1,0 +1,559 @@
+"""Data-parallel training on MPI: Flux's distributed utilities in Python spelling.
+
+Every rank (process) runs the same script on its own part of the data; before each step the
+gradients are summed over the ranks and divided by their number, so every rank takes the same
+step and the parameters stay bitwise equal.  Run a script with::
+
+    mpiexec -n 2 python -m mpi4py train.py
+
+``-m mpi4py`` makes an uncaught exception on one rank abort every rank (a plain ``python``
+would leave the others waiting forever).  MPI comes from ``mpi4py`` (``pip install
+"minigrad[mpi]"`` brings it with the MPICH wheel); this module imports it at the first call
+that needs it, so ``import minigrad.distributed`` works without it and a call then names the
+fix.  See ``docs/distributed.md`` for the semantics, the fault behaviour and the figures.
+
+How a step communicates (:class:`DistributedOptimiser`): the gradients of
+:func:`minigrad.gradient` lie in one flat buffer (``Grads.flat``, laid out like the
+parameters' :class:`~minigrad.tracker.FlatBuffer`), so the whole sum is ONE in-place
+``Allreduce`` over it (per ``bucket_bytes`` piece, by default the whole buffer), and the
+``1/N`` is a first stage of the optimiser's fused kernel: no per-tensor call and no extra
+pass over memory.  Before it, a 3-number ``Allreduce`` checks that every rank has the same
+layout (a hash of the parameters' shapes and dtypes and the rule), so mismatched buffers are
+never summed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+
+from . import checkpoint
+from .optimise.flat import flat_buffer
+from .optimise.guard import ApplyIfFinite
+from .optimise.rules import AbstractOptimiser, Optimiser, Rule
+from .optimise.step import update_
+from .tracker import Grads, Param, Params, _describe
+
+__all__ = ["initialize", "local_rank", "total_workers", "bcast_", "allreduce_",
+           "synchronize_", "DistributedOptimiser", "DistributedDataContainer", "save", "load",
+           "LayoutMismatchError"]
+
+_INSTALL = ('minigrad.distributed needs mpi4py: pip install "minigrad[mpi]" (mpi4py and the '
+            "MPICH wheel), or build mpi4py against your cluster's MPI (see "
+            "docs/distributed.md)")
+
+
+def _mpi():
+    """mpi4py's ``MPI`` module, imported at the first call that needs it (importing it starts
+    MPI, which ``import minigrad`` must never do)."""
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError(_INSTALL) from err
+    return MPI
+
+
+def _world():
+    return _mpi().COMM_WORLD
+
+
+def initialize() -> None:
+    """Start MPI (Flux's ``DistributedUtils.initialize``).  Idempotent; the other functions
+    of this module call it for you.  Without mpi4py it raises ``ImportError`` naming
+    ``pip install "minigrad[mpi]"``.
+
+    >>> import minigrad.distributed as dist
+    >>> dist.initialize(); dist.total_workers()      # one process, started without mpiexec
+    1
+    """
+    MPI = _mpi()
+    if not MPI.Is_initialized():
+        MPI.Init()
+
+
+def local_rank() -> int:
+    """This process's rank, ``0 .. total_workers() - 1``.
+
+    >>> import minigrad.distributed as dist
+    >>> dist.local_rank()
+    0
+    """
+    return _world().Get_rank()
+
+
+def total_workers() -> int:
+    """The number of ranks in the job (``mpiexec -n N``; 1 for a plain ``python``).
+
+    >>> import minigrad.distributed as dist
+    >>> dist.total_workers()
+    1
+    """
+    return _world().Get_size()
+
+
+def _buffer(x, name: str) -> np.ndarray:
+    """``x``'s storage as a contiguous, writable host array (what MPI reads and writes)."""
+    a = x.data if isinstance(x, Param) else x
+    if type(a) is not np.ndarray or not a.flags.c_contiguous or not a.flags.writeable:
+        raise TypeError(f"{name}: expected a contiguous, writable NumPy array or trainable "
+                        f"array on the host, got {_describe(x)}")
+    return a
+
+
+def bcast_(x, root: int = 0):
+    """Overwrite array ``x`` (a NumPy array or trainable array, in place) with ``root``'s on
+    every rank, with one buffer ``Bcast``; returns ``x``.
+
+    >>> import numpy as np, minigrad.distributed as dist
+    >>> dist.bcast_(np.arange(3.0), root=0)
+    array([0., 1., 2.])
+    """
+    _world().Bcast(_buffer(x, "bcast_"), root=root)
+    return x
+
+
+def _op(op):
+    MPI = _mpi()
+    ops = {"+": MPI.SUM, "sum": MPI.SUM, "*": MPI.PROD, "prod": MPI.PROD, "max": MPI.MAX,
+           "min": MPI.MIN, max: MPI.MAX, min: MPI.MIN, sum: MPI.SUM}
+    if isinstance(op, MPI.Op):
+        return op
+    try:
+        return ops[op]
+    except (KeyError, TypeError):
+        raise ValueError(f"allreduce_: unknown op {op!r}; use '+', '*', 'max', 'min', 'avg' "
+                         "or an mpi4py MPI.Op") from None
+
+
+def allreduce_(buf, op):
+    """Combine array ``buf`` over all ranks, in place, with one buffer ``Allreduce``; returns
+    ``buf``.  ``op``: ``'+'`` (or ``sum``), ``'*'``, ``'max'`` (or ``max``), ``'min'`` (or
+    ``min``), ``'avg'`` (the sum divided by :func:`total_workers`), or an ``MPI.Op``.
+
+    >>> import numpy as np, minigrad.distributed as dist
+    >>> dist.allreduce_(np.array([1.0, 4.0]), "avg")     # one rank: unchanged
+    array([1., 4.])
+    """
+    a = _buffer(buf, "allreduce_")
+    comm = _world()
+    comm.Allreduce(_mpi().IN_PLACE, a, op=_op("+" if op == "avg" else op))
+    if op == "avg":
+        a /= comm.Get_size()
+    return buf
+
+
+# -- layouts: what every rank must agree on before anything is summed or copied --------------
+
+class LayoutMismatchError(ValueError):
+    """Ranks whose parameters (names, shapes, dtypes) or optimisers differ: raised on every
+    rank, naming the first difference, before anything is summed or copied.
+
+    >>> issubclass(LayoutMismatchError, ValueError)
+    True
+    """
+
+
+def _structure(opt) -> str:
+    """``opt``'s chain as type names: ``Optimiser(ClipNorm, Adam)``, ``ApplyIfFinite(Adam)``."""
+    if isinstance(opt, DistributedOptimiser):
+        return f"DistributedOptimiser({_structure(opt.opt)})"
+    if isinstance(opt, ApplyIfFinite):
+        return f"ApplyIfFinite({_structure(opt.opt)})"
+    if isinstance(opt, Optimiser):
+        return f"Optimiser({', '.join(map(_structure, opt.os))})"
+    return type(opt).__name__
+
+
+def _layout(named: list, opt) -> list:
+    """The lines every rank must agree on: the parameters and the optimiser's structure."""
+    return [f"{len(named)} parameters",
+            *(f"parameter {i} ({name}): shape {p.shape}, {p.dtype}"
+              for i, (name, p) in enumerate(named)),
+            f"optimiser {_structure(opt)}"]
+
+
+def _agree(comm, layout: list, what: str) -> None:
+    """Raise :class:`LayoutMismatchError` on every rank unless all ranks' ``layout`` is the
+    same (a collective call: every rank gets every rank's layout, so all decide alike)."""
+    layouts = comm.allgather(layout)    # (a few strings: the pickle-based call is right here)
+    for rank, other in enumerate(layouts):
+        if other == layouts[0]:
+            continue
+        for i in range(max(len(other), len(layouts[0]))):
+            mine = layouts[0][i] if i < len(layouts[0]) else "nothing more"
+            theirs = other[i] if i < len(other) else "nothing more"
+            if mine != theirs:
+                raise LayoutMismatchError(
+                    f"{what}: rank {rank} has {theirs}, where rank 0 has {mine}; every rank "
+                    "must build the same model and optimiser (nothing was summed or copied)")
+
+
+def _hash(layout: list) -> int:
+    """A 56-bit digest of ``layout`` (positive and exact in an int64 on every rank; Python's
+    ``hash`` of a string differs between processes)."""
+    digest = hashlib.blake2b("\n".join(layout).encode(), digest_size=7).digest()
+    return int.from_bytes(digest, "little")
+
+
+# -- moving whole states: parameters, optimiser state, checkpoints -----------------------------
+
+def _share_file(comm, path: str | None, root: int) -> str:
+    """The bytes of ``root``'s file ``path``, written to a temporary file on every rank (its
+    path is returned; the caller removes it).  Two buffer ``Bcast`` calls: the size, then the
+    bytes.  A file ``root`` cannot read raises on every rank."""
+    size = np.zeros(1, np.int64)
+    data = None
+    if comm.Get_rank() == root:
+        try:
+            with open(path, "rb") as f:
+                data = np.frombuffer(f.read(), np.uint8).copy()
+            size[0] = data.size
+        except OSError as err:
+            size[0] = -1
+            problem = f"{type(err).__name__}: {err}"
+    comm.Bcast(size, root=root)
+    if size[0] < 0:
+        problem = comm.bcast(problem if comm.Get_rank() == root else None, root=root)
+        raise OSError(f"rank {root} cannot read the checkpoint: {problem}")
+    if data is None:
+        data = np.empty(int(size[0]), np.uint8)
+    comm.Bcast(data, root=root)
+    fd, local = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.tobytes())
+    return local
+
+
+def synchronize_(model_or_params, opt=None, root: int = 0):
+    """Make every rank's parameters, and ``opt``'s whole state (per-parameter arrays,
+    scalars, hyperparameters, counters), equal to ``root``'s.  Returns ``model_or_params``.
+
+    Call it once after building the model and optimiser, with the same structure on every
+    rank: the layout (parameter names, shapes, dtypes and the optimiser's structure) is
+    compared first, and ranks that differ raise :class:`LayoutMismatchError` on every rank,
+    naming the first difference, before anything is copied.  The state travels as a
+    checkpoint (:func:`minigrad.save` on ``root``, two buffer broadcasts, :func:`minigrad.load`
+    elsewhere), so whatever a checkpoint restores bit for bit, this copies.
+
+    >>> import minigrad as mg, minigrad.distributed as dist
+    >>> m, opt = mg.Chain(mg.Dense(3, 2)), mg.Adam()
+    >>> dist.synchronize_(m, opt) is m
+    True
+    """
+    comm = _world()
+    _agree(comm, _layout(checkpoint.named_params(model_or_params), opt), "synchronize_")
+    if comm.Get_size() == 1:
+        return model_or_params
+    path = None
+    if comm.Get_rank() == root:
+        fd, path = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
+        os.close(fd)
+        checkpoint.save(path, model_or_params, opt)
+    try:
+        local = _share_file(comm, path, root)
+    finally:
+        if path is not None:
+            os.unlink(path)
+    try:
+        if comm.Get_rank() != root:
+            checkpoint.load(local, model_or_params, opt)
+    finally:
+        os.unlink(local)
+    return model_or_params
+
+
+def save(path, model, opt=None, *, extra=None, root: int = 0) -> None:
+    """:func:`minigrad.save` on rank ``root`` only; every rank returns once the file is
+    complete (a barrier), so a :func:`load` right after reads it.  Call it on every rank.
+
+    >>> import os, tempfile, minigrad as mg, minigrad.distributed as dist
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> dist.save(path, {"W": mg.param([1.0, 2.0])}); os.path.exists(path)
+    True
+    """
+    comm = _world()
+    if comm.Get_rank() == root:
+        checkpoint.save(path, model, opt, extra=extra)
+    comm.Barrier()
+
+
+def load(path, model, opt=None, *, root: int = 0):
+    """:func:`minigrad.load` on every rank from the file that rank ``root`` reads (its bytes
+    are broadcast, so the other ranks need not see ``path``); returns the ``extra`` data.
+    Call it on every rank.
+
+    >>> import os, tempfile, minigrad as mg, minigrad.distributed as dist
+    >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
+    >>> dist.save(path, {"W": mg.param([1.0, 2.0])}, extra={"step": 7})
+    >>> W = mg.param([0.0, 0.0]); dist.load(path, {"W": W}), W
+    ({'step': 7}, param([1., 2.]))
+    """
+    comm = _world()
+    local = _share_file(comm, os.fspath(path), root)
+    try:
+        return checkpoint.load(local, model, opt)
+    finally:
+        os.unlink(local)
+
+
+# -- the optimiser ------------------------------------------------------------------------------
+
+class _Average(Rule):
+    """Multiply the step by ``factor`` (``1/N``): the first stage of a
+    :class:`DistributedOptimiser`'s fused kernel, which turns the summed gradient into the
+    mean with no pass of its own.
+
+    >>> import numpy as np
+    >>> _Average(0.5).apply_(np.zeros(2), np.array([2.0, 3.0]))
+    array([1. , 1.5])
+    """
+
+    fields = (("factor", None, 1.0),)
+
+    @staticmethod
+    def math(d, x, factor):
+        return d * factor
+
+    def hypers(self, scalars, key, delta):
+        return (self.factor,)
+
+
+class DistributedOptimiser(AbstractOptimiser):
+    """Wrap ``opt`` so that each step uses the gradient averaged over all ranks (Flux's
+    ``DistributedOptimizer``).  ``DistributedOptimiser(opt, bucket_bytes=None)``.
+
+    ``update_(dopt, ps, gs)`` (what :func:`minigrad.train_` calls) sums ``gs`` over the ranks
+    in place with one buffer ``Allreduce`` (``bucket_bytes``: the most bytes per call, the
+    gradient then going in several pieces; default: all at once), then runs ``opt`` with a
+    ``1/N`` stage fused in front of its first stage.  So every stage, ``ClipNorm`` and
+    :class:`~minigrad.ApplyIfFinite` included, sees the averaged gradient, the same bits on
+    every rank: a NaN on one rank is a NaN in the sum everywhere, and an ``ApplyIfFinite``
+    inside skips the step on every rank.  Afterwards ``gs`` holds the sum over the ranks.
+
+    * Chains go inside: ``DistributedOptimiser(Optimiser(ClipNorm(1.0), Adam()))``,
+      ``DistributedOptimiser(ApplyIfFinite(Adam()))``.  The averaging must come before every
+      stage, so a DistributedOptimiser refuses to be a stage of an ``Optimiser(...)``, to be
+      wrapped by ``ApplyIfFinite`` (which would decide on one rank's gradient alone), and
+      ``apply_`` (one parameter at a time).
+    * A gradient that is ``None`` on some ranks counts as zeros there; one that is ``None``
+      on every rank stays ``None`` and its parameter is left alone, as in one process.
+    * Every step first checks with a 3-number ``Allreduce`` that all ranks have the same
+      layout (parameters' shapes and dtypes, the optimiser's structure); ranks that differ
+      raise :class:`LayoutMismatchError` on every rank and nothing is summed.
+    * The parameters move into one flat buffer at the first step (as ``update_`` does), so
+      later gradients land in one buffer and go in one call.  Host (NumPy) arrays only.
+    * Checkpoints (:func:`save`, :func:`minigrad.save`) hold ``opt``'s state.
+
+    On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage:
+
+    >>> import numpy as np, minigrad as mg, minigrad.distributed as dist
+    >>> W = mg.param([1.0, 2.0])
+    >>> dopt = dist.DistributedOptimiser(mg.Descent(0.1))
+    >>> gs = mg.gradient(lambda: mg.sum(W * W), mg.Params([W]))
+    >>> _ = mg.update_(dopt, mg.Params([W]), gs); W
+    param([0.8, 1.6])
+    """
+
+    def __init__(self, opt, bucket_bytes: int | None = None):
+        if not isinstance(opt, AbstractOptimiser):
+            raise TypeError(f"DistributedOptimiser: expected an optimiser to wrap, got {opt!r}")
+        if isinstance(opt, DistributedOptimiser):
+            raise TypeError("DistributedOptimiser: this optimiser averages already; wrap "
+                            "the inner one once")
+        if bucket_bytes is not None and (isinstance(bucket_bytes, bool) or not isinstance(
+                bucket_bytes, (int, np.integer)) or bucket_bytes < 1):
+            raise ValueError(f"DistributedOptimiser: bucket_bytes must be a positive number "
+                             f"of bytes or None (the whole gradient), got {bucket_bytes!r}")
+        self.opt = opt
+        self.bucket_bytes = bucket_bytes
+        self._average = _Average(1.0 / total_workers())
+        self._scaled = None         # Optimiser(self._average, <opt, or the guard's opt>)
+        self._checked = None        # (buffer, structure, layout, digest), last hashed
+
+    # A stage of a chain, or apply_, would average one array at a time.
+    def stages(self) -> list:
+        raise TypeError(
+            "DistributedOptimiser must be the outermost optimiser, used as update_(dopt, ps, "
+            "gs): it averages every gradient at once, before the first stage; put chains "
+            "inside it, DistributedOptimiser(Optimiser(...)) or "
+            "DistributedOptimiser(ApplyIfFinite(...))")
+
+    #: ``ApplyIfFinite`` refuses to wrap an optimiser that communicates (see guard.py).
+    collective = True
+
+    def __getstate__(self) -> dict:
+        """What ``copy`` and ``pickle`` keep: the wrapped optimiser and the settings; the
+        scaled chain and the layout cache (which hold the parameters' flat buffer) are
+        rebuilt at the next step."""
+        return {**super().__getstate__(), "_scaled": None, "_checked": None}
+
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps: the wrapped optimiser (restored in place)."""
+        return {"opt": self.opt}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.opt = state["opt"]
+
+    def __repr__(self) -> str:
+        return f"DistributedOptimiser({self.opt!r}, bucket_bytes={self.bucket_bytes})"
+
+    # -- the step ---------------------------------------------------------------------------------
+    def _runner(self):
+        """What runs after the sum: ``opt`` behind the ``1/N`` stage.  An outermost
+        ``ApplyIfFinite`` keeps its all-or-nothing check over every parameter: a guard of
+        the same setting around the scaled chain, its counters kept in the user's guard."""
+        guard = self.opt if type(self.opt) is ApplyIfFinite else None
+        inner = self.opt if guard is None else guard.opt
+        if self._scaled is None or self._scaled.os[1] is not inner:
+            # Kept from step to step: the flat group (the fused state) lives in it.
+            self._scaled = Optimiser(self._average, inner)
+        if guard is None:
+            return self._scaled, None
+        runner = ApplyIfFinite(self._scaled, guard.on_nonfinite, model=guard.model)
+        runner.skipped, runner.consecutive = guard.skipped, guard.consecutive
+        return runner, guard
+
+    def _digest(self, ps: Params, buffer) -> tuple:
+        """(layout lines, digest) of ``ps`` under this optimiser, cached while the flat
+        buffer and the optimiser's structure stay the same."""
+        structure = _structure(self.opt)
+        cached = self._checked
+        if cached is not None and buffer is not None and cached[0] is buffer and (
+                cached[1] == structure):
+            return cached[2], cached[3]
+        layout = _layout([(str(i), p) for i, p in enumerate(ps)], self.opt)
+        digest = _hash(layout)
+        self._checked = (buffer, structure, layout, digest)
+        return layout, digest
+
+    def _allreduce(self, comm, flat: np.ndarray) -> None:
+        MPI = _mpi()
+        n = flat.size
+        step = n if self.bucket_bytes is None else max(1, self.bucket_bytes // flat.itemsize)
+        for a in range(0, n, step):
+            comm.Allreduce(MPI.IN_PLACE, flat[a:a + step], op=MPI.SUM)
+
+    def _guarded_update(self, x, g):
+        """``update_(self, ps, gs)`` (called by :func:`minigrad.optimise.update_`)."""
+        if not isinstance(x, (Params, list, tuple)) or not isinstance(g, Grads):
+            raise TypeError(
+                "update_(DistributedOptimiser, ...) takes the parameters and the Grads of "
+                f"minigrad.gradient (update_(dopt, ps, gs)), got {_describe(x)} and "
+                f"{_describe(g)}")
+        ps = x if isinstance(x, Params) else Params(x)
+        comm = _world()
+        MPI = _mpi()
+        buffer = g.buffer
+        if buffer is None or type(g.flat) is not np.ndarray or not buffer.holds(ps):
+            buffer = None       # (gathered below, which also refuses GPU parameters)
+        layout, digest = self._digest(ps, buffer)
+        grads = [g[p] for p in ps]
+        # [digest, -digest, any None here] → max over ranks: [max, -min, any None anywhere].
+        meta = np.array([digest, -digest, any(v is None for v in grads)], np.int64)
+        comm.Allreduce(MPI.IN_PLACE, meta, op=MPI.MAX)
+        if meta[0] != -meta[1]:
+            _agree(comm, layout, "DistributedOptimiser")
+        if buffer is not None:
+            self._allreduce(comm, g.flat)
+            flat, views = g.flat, None
+        else:
+            flat, buffer, views = self._summed(comm, ps, grads)
+        if meta[2] or views is not None:
+            self._fill(comm, ps, g, grads, views, flat, buffer, bool(meta[2]))
+        runner, guard = self._runner()
+        try:
+            update_(runner, ps, g)
+        finally:
+            if guard is not None:
+                guard.skipped, guard.consecutive = runner.skipped, runner.consecutive
+        return x
+
+    def _summed(self, comm, ps: Params, grads: list) -> tuple:
+        """The gradients (zeros for ``None``) gathered into one buffer per dtype and summed
+        over the ranks: ``(flat, buffer, views)``.  Parameters of one dtype move into a
+        :class:`~minigrad.tracker.FlatBuffer` first (``buffer``; ``flat`` is their summed
+        gradient, laid out alike), so that later gradients land in one buffer; ``views`` is
+        each parameter's summed gradient."""
+        for p in ps:
+            if type(p.data) is not np.ndarray:
+                raise TypeError(f"DistributedOptimiser: {_describe(p)} is not on the host; "
+                                "MPI sums host (NumPy) arrays only")
+        dtypes = list(dict.fromkeys(p.dtype for p in ps))
+        buffer = flat = None
+        if len(dtypes) == 1 and all(type(p) is Param for p in ps):
+            buffer = flat_buffer(list(ps))
+        views = [None] * len(ps)
+        for dtype in dtypes:
+            members = [i for i, p in enumerate(ps) if p.dtype == dtype]
+            parts = [np.zeros(ps[i].size, dtype) if grads[i] is None
+                     else np.reshape(grads[i], -1) for i in members]
+            summed = np.concatenate(parts).astype(dtype, copy=False)
+            self._allreduce(comm, summed)
+            start = 0
+            for i in members:
+                views[i] = summed[start:start + ps[i].size].reshape(ps[i].shape)
+                start += ps[i].size
+            flat = summed
+        return (flat, buffer, views) if buffer is not None else (None, None, views)
+
+    def _fill(self, comm, ps: Params, g: Grads, grads: list, views, flat, buffer,
+              someone_missing: bool) -> None:
+        """Point ``g`` at the summed gradients: a parameter some rank reached gets its part of
+        the sum (zeros from the ranks it was ``None`` on), one no rank reached stays ``None``;
+        ``g.flat``/``g.buffer`` then describe the summed buffer (when there is one)."""
+        reached = np.array([v is not None for v in grads], np.uint8)
+        if someone_missing:
+            _world().Allreduce(_mpi().IN_PLACE, reached, op=_mpi().MAX)
+        if views is None:
+            starts = buffer.starts
+            views = [flat[starts[i]:starts[i + 1]].reshape(p.shape) for i, p in enumerate(ps)]
+        for p, view, anywhere in zip(ps, views, reached, strict=True):
+            g[p] = view if anywhere else None
+        g.flat, g.buffer = flat, buffer
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+class DistributedDataContainer:
+    """This rank's part of ``data`` (Flux's ``DistributedDataContainer``): a sequence of the
+    items ``data[r], data[r + N], data[r + 2N], ...`` for rank ``r`` of ``N``.
+
+    ``data`` is anything with ``len`` and integer indexing (a list of batches, a ``range``).
+    Every rank gets ``len(data) // N`` items, so that every rank takes the same number of
+    steps (a rank with one step more would wait for the others forever); the last
+    ``len(data) % N`` items are left out, on every rank.  Step ``k`` of an ``N``-rank run
+    thus uses items ``kN .. kN + N - 1``: the same items, in the same order, as one process
+    that averages the gradients of ``N`` consecutive items per step.  Shuffle ``data`` with
+    the same seed on every rank (a different seed each epoch leaves out different items).
+
+    >>> import minigrad.distributed as dist
+    >>> part = dist.DistributedDataContainer(list("abcde"))     # one rank: everything
+    >>> len(part), list(part)
+    (5, ['a', 'b', 'c', 'd', 'e'])
+    """
+
+    def __init__(self, data):
+        if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+            raise TypeError("DistributedDataContainer: data must have len() and integer "
+                            f"indexing (a list of batches, say), got {_describe(data)}")
+        self.data = data
+        self.rank, self.size = local_rank(), total_workers()
+
+    def __len__(self) -> int:
+        return len(self.data) // self.size
+
+    def __getitem__(self, i: int):
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"item {i} of this rank's {n}")
+        return self.data[(i % n) * self.size + self.rank]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        return (f"DistributedDataContainer(<{len(self)} of {len(self.data)} items: rank "
+                f"{self.rank} of {self.size}>)")

@@ -1,0 +1,226 @@
+"""minigrad.distributed: 2-rank jobs (``mpiexec -n 2 python -m mpi4py tests/mpi/scenarios.py``)
+checked against one process, plus what must hold without MPI.
+
+Skipped where mpi4py or mpiexec is missing, unless ``MINIGRAD_REQUIRE_MPI=1`` (set by
+``.ci/run``), which turns the skip into a failure so CI never silently leaves them out.
+Each rank runs with one thread (two ranks share the machine's cores).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "tests" / "mpi" / "scenarios.py"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "NUMBA_NUM_THREADS": "1"}
+
+
+def _mpiexec() -> str | None:
+    """The mpiexec next to this interpreter (the MPICH wheel's), else the one on PATH."""
+    return (shutil.which("mpiexec", path=os.path.dirname(sys.executable))
+            or shutil.which("mpiexec"))
+
+
+@pytest.fixture
+def mpirun():
+    """``mpirun(*args, timeout=60, flags=())``: run the scenario on 2 ranks; returns
+    ``(returncode, output, end time)``."""
+    missing = ("mpi4py is not installed" if importlib.util.find_spec("mpi4py") is None
+               else "no mpiexec found" if _mpiexec() is None else None)
+    if missing:
+        message = f'{missing}: pip install -e ".[mpi]"'
+        if os.environ.get("MINIGRAD_REQUIRE_MPI") == "1":
+            pytest.fail(f"MINIGRAD_REQUIRE_MPI=1 but {message}")
+        pytest.skip(message)
+
+    def run(*args, timeout: float = 60, flags: tuple = ()):
+        command = [_mpiexec(), *flags, "-n", "2", sys.executable, "-m", "mpi4py",
+                   str(SCENARIOS), *map(str, args)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **ONE_THREAD}, cwd=ROOT)
+        return done.returncode, done.stdout + done.stderr, time.time()
+    return run
+
+
+def _lines(output: str, pattern: str) -> dict:
+    """``{rank: rest of the line}`` for the lines ``rank R: <pattern>...``."""
+    return {int(m[1]): m[2] for m in re.finditer(rf"rank (\d): ({pattern}.*)", output)}
+
+
+# -- 2 ranks against one process ------------------------------------------------------------
+
+@pytest.mark.parametrize("rule, steps, bucket", [
+    ("adam", 50, "none"),       # Adam, 50 steps, one Allreduce per step
+    ("clip", 20, "none"),       # Optimiser(ClipNorm, Adam): the norm of the averaged gradient
+    ("decay", 20, "100"),       # Optimiser(WeightDecay, Adam), gradients in 100-byte buckets
+])
+def test_two_ranks_equal_one_process_bitwise(mpirun, rule, steps, bucket):
+    # The scenario asserts, on rank 0, that train_ with the DistributedOptimiser gives the
+    # parameters, bit for bit, of one process that averages the two half-batches of each step,
+    # and, after every step, that both ranks' parameters are equal.
+    rc, out, _ = mpirun("equal", rule, steps, bucket)
+    assert rc == 0, out
+    done = _lines(out, f"equal {rule} after {steps} steps")
+    assert sorted(done) == [0, 1], out
+    assert done[0] == done[1]
+
+
+def test_two_rank_utilities(mpirun):
+    # bcast_, allreduce_ (each op), DistributedDataContainer on 7 items, synchronize_ of
+    # parameters, Adam state and eta, and a float32 + float64 model: see scenarios.utilities.
+    rc, out, _ = mpirun("utilities")
+    assert rc == 0, out
+    assert sorted(_lines(out, "utilities ok")) == [0, 1], out
+
+
+def test_none_gradient_counts_as_zeros(mpirun):
+    rc, out, _ = mpirun("none_gradients")
+    assert rc == 0, out
+    assert sorted(_lines(out, "none ok")) == [0, 1], out
+
+
+def test_nan_on_one_rank_skips_the_step_on_every_rank(mpirun):
+    rc, out, _ = mpirun("nan_skips")
+    assert rc == 0, out
+    assert _lines(out, "skipped") == {0: "skipped 1 of 5", 1: "skipped 1 of 5"}, out
+
+
+@pytest.mark.parametrize("where", ["synchronize", "step"])
+def test_layout_mismatch_raises_on_every_rank(mpirun, where):
+    rc, out, _ = mpirun("mismatch", where)
+    assert rc == 0, out
+    errors = _lines(out, "LayoutMismatchError")
+    assert sorted(errors) == [0, 1], out
+    assert errors[0] == errors[1]
+    assert "rank 1 has parameter 0 (0): shape (6, 4), float32, where rank 0 has parameter 0 " \
+           "(0): shape (4, 6), float32" in errors[0]
+
+
+def test_resumed_run_continues_bit_for_bit(mpirun, tmp_path):
+    path = tmp_path / "ckpt.npz"
+    rc, out, _ = mpirun("resume", "full", path, 10)
+    assert rc == 0, out
+    full = _lines(out, "full digest")
+    rc, out, _ = mpirun("resume", "resume", path, 10)
+    assert rc == 0, out
+    resumed = _lines(out, "resume digest")
+    assert sorted(full) == sorted(resumed) == [0, 1], out
+    assert full[0].split()[-1] == resumed[0].split()[-1] == resumed[1].split()[-1]
+
+
+# -- faults: the whole job ends within 5 s of a rank's failure, with a non-zero code ---------
+
+def _fault_time(output: str) -> float:
+    return float(re.search(r"FAULT \w+ at ([\d.]+)", output)[1])
+
+
+@pytest.mark.parametrize("how, code, names_rank", [
+    ("raise", 1, "RuntimeError: a failure on rank 1"),
+    ("exit", 3, "(rank 1 in comm 0)"),
+    ("kill", 9, "Exit codes: [{host}] 0,9"),  # MPICH's -print-all-exitcodes: rank order
+])
+def test_a_failing_rank_ends_the_job(mpirun, how, code, names_rank):
+    rc, out, end = mpirun("fault", how, timeout=30, flags=("-print-all-exitcodes",))
+    assert rc == code, out
+    assert end - _fault_time(out) < 5, out
+    if "{host}" in names_rank:
+        host = re.search(r"Exit codes: \[([^\]]+)\]", out)[1]
+        names_rank = names_rank.format(host=host)
+    assert names_rank in out, out
+    if how != "kill":
+        assert "rank 1" in out
+
+
+def test_a_hung_rank_is_bounded_by_mpiexec_timeout(mpirun, monkeypatch):
+    monkeypatch.setenv("MPIEXEC_TIMEOUT", "4")
+    rc, out, end = mpirun("fault", "hang", timeout=30)
+    assert rc != 0, out
+    assert "APPLICATION TIMED OUT" in out
+    assert end - _fault_time(out) < 6, out
+
+
+# -- one process, no mpiexec -----------------------------------------------------------------
+
+def test_without_mpi4py_import_works_and_first_use_names_the_fix():
+    code = ("import sys; sys.modules['mpi4py'] = None\n"
+            "import minigrad, minigrad.distributed as dist\n"
+            "try:\n    dist.total_workers()\n"
+            "except ImportError as err:\n    print('ERROR', err)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert 'ERROR minigrad.distributed needs mpi4py: pip install "minigrad[mpi]"' in done.stdout
+
+
+def test_import_does_not_start_mpi():
+    code = ("import sys, minigrad, minigrad.distributed\n"
+            "print(sorted(m for m in sys.modules if m.startswith('mpi4py.MPI')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.fixture
+def dist(mpirun):
+    import minigrad.distributed as dist
+    return dist
+
+
+def test_one_process_allreduce_and_data(dist):
+    a = np.array([1.0, -2.0])
+    for op in ("+", "max", "min", "*", "avg", sum, max, min):
+        assert dist.allreduce_(a, op) is a
+        np.testing.assert_array_equal(a, [1.0, -2.0])
+    with pytest.raises(ValueError, match="unknown op 'mean'"):
+        dist.allreduce_(a, "mean")
+    with pytest.raises(TypeError, match="contiguous, writable NumPy array"):
+        dist.bcast_(np.zeros((3, 2))[:, 0])
+    part = dist.DistributedDataContainer(range(5))
+    assert (len(part), list(part), part[-1]) == (5, [0, 1, 2, 3, 4], 4)
+    with pytest.raises(IndexError):
+        part[5]
+
+
+def test_distributed_optimiser_refuses_misuse(dist):
+    import minigrad as mg
+    dopt = dist.DistributedOptimiser(mg.Adam())
+    with pytest.raises(TypeError, match="must be the outermost optimiser"):
+        mg.update_(mg.Optimiser(mg.WeightDecay(), dopt), mg.param([1.0]), np.ones(1))
+    with pytest.raises(TypeError, match="must be the outermost optimiser"):
+        mg.apply_(dopt, mg.param([1.0]), np.ones(1))
+    with pytest.raises(TypeError, match=r"put the guard inside: DistributedOptimiser"):
+        mg.ApplyIfFinite(dopt)
+    with pytest.raises(TypeError, match="takes the parameters and the Grads"):
+        mg.update_(dopt, mg.param([1.0]), np.ones(1))
+    with pytest.raises(ValueError, match="bucket_bytes must be a positive number"):
+        dist.DistributedOptimiser(mg.Adam(), bucket_bytes=0)
+
+
+def test_one_process_checkpoint_holds_the_wrapped_state(dist, tmp_path):
+    import minigrad as mg
+    W = mg.param(np.arange(3, dtype=np.float32))
+    ps = mg.Params([W])
+    dopt = dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Adam(0.1)))
+    for g in ([1.0, 2.0, 3.0], [np.nan, 0.0, 0.0], [1.0, 1.0, 1.0]):
+        gs = mg.Grads(ps)
+        gs[W] = np.array(g, np.float32)
+        mg.update_(dopt, ps, gs)
+    assert dopt.opt.skipped == 1 and dopt.opt.consecutive == 0
+    dist.save(tmp_path / "c.npz", {"W": W}, dopt)
+    W2 = mg.param(np.zeros(3, np.float32))
+    dopt2 = dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Adam()))
+    dist.load(tmp_path / "c.npz", {"W": W2}, dopt2)
+    assert dopt2.opt.skipped == 1 and dopt2.opt.opt.eta == 0.1
+    np.testing.assert_array_equal(W2.data, W.data)
+    np.testing.assert_array_equal(dopt2.opt.opt.state[W2][0], dopt.opt.opt.state[W][0])
