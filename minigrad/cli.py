@@ -48,7 +48,7 @@ def _rules(text: str, known) -> list[str]:
 def _demo(args) -> int:
     from .demo import train
     try:
-        train(args.epochs, args.seed, args.plot, args.quiet, args.model)
+        train(args.epochs, args.seed, args.plot, args.quiet, args.model, args.distributed)
     except ModuleNotFoundError as err:
         print(f"minigrad demo: {err}", file=sys.stderr)
         return 1

@@ -224,3 +224,21 @@ def test_one_process_checkpoint_holds_the_wrapped_state(dist, tmp_path):
     assert dopt2.opt.skipped == 1 and dopt2.opt.opt.eta == 0.1
     np.testing.assert_array_equal(W2.data, W.data)
     np.testing.assert_array_equal(dopt2.opt.opt.state[W2][0], dopt.opt.opt.state[W][0])
+
+
+def test_the_main_job_reaches_one_process_accuracy_on_two_ranks(mpirun, capsys):
+    """``mpiexec -n 2 python -m mpi4py examples/classify_digits.py --distributed``: rank 0
+    alone prints, and the CNN reaches the held-out accuracy of one process (20 epochs, seed
+    0; each 2-rank step averages two batches, so the runs are not bitwise alike)."""
+    pytest.importorskip("sklearn")
+    command = [_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py",
+               "examples/classify_digits.py", "--distributed", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **ONE_THREAD}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = [s for s in done.stdout.splitlines() if s.startswith("held-out accuracy")]
+    two_ranks = float(line.split()[2].rstrip("%")) / 100
+    from minigrad.demo import train
+    one = train(quiet=True)["accuracy"]
+    capsys.readouterr()
+    assert two_ranks >= 0.98 and abs(two_ranks - one) <= 0.01, (two_ranks, one)
