@@ -135,13 +135,14 @@ def mirror(x, leaf, sequences: tuple = (), kids=children, again=None):
     """A plain tree shaped like ``x`` (Zygote's structural tangents): an object or a dict
     becomes a dict of its children's mirrors (by attribute name or key), a list, tuple or
     ``sequences`` instance a tuple, and anything else ``leaf(y)``, or ``None`` when that
-    returns ``NotImplemented`` (sets, numbers, strings, code).  The children are visited in
+    returns ``NotImplemented`` (sets, numbers, strings, code); a container whose mirrors are
+    all ``None`` (nothing inside is a leaf) gives ``None`` too.  The children are visited in
     :func:`walk`'s order, depth first, so a leaf met twice is first met at :func:`walk`'s
     path.  A container met again (a layer used twice) gives ``again(first_mirror)``
     (``None`` by default), and so does a cycle back to a container being mirrored.
     ``kids`` as in :func:`walk`.
 
-    >>> mirror({"a": [1.0, "s"], "b": print}, lambda y: y * 2 if isinstance(y, float)
+    >>> mirror({"a": [1.0, "s"], "b": ["s"]}, lambda y: y * 2 if isinstance(y, float)
     ...        else NotImplemented)
     {'a': (2.0, None), 'b': None}
     """
@@ -158,7 +159,9 @@ def mirror(x, leaf, sequences: tuple = (), kids=children, again=None):
             return again(done[id(node)][1]) if again is not None else None
         done[id(node)] = (node, None)       # (a cycle back here sees None)
         items = [(key, visit(child)) for key, child in below]
-        if isinstance(node, (list, tuple) + tuple(sequences)):
+        if all(v is None for _, v in items):
+            result = None
+        elif isinstance(node, (list, tuple) + tuple(sequences)):
             result = tuple(v for _, v in items)
         else:
             result = dict(items)
