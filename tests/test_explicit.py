@@ -220,7 +220,7 @@ def test_optimisers_jl_defaults():
     xs = [one([0.5, -1.0]) for _ in range(2)]
     sts = [opt.setup(opt.AdaBelief(0.01), xs[0]), opt.setup(mg.AdaBelief(0.01), xs[1])]
     for g in ([1.0, 2.0], [-3.0, 0.5]):
-        for st, m in zip(sts, xs):
+        for st, m in zip(sts, xs, strict=True):
             opt.update_(st, m, {"x": np.array(g)})
     assert np.array_equal(xs[0]["x"], xs[1]["x"])
 
@@ -304,9 +304,9 @@ def test_explicit_matches_implicit_bitwise(make, monkeypatch):
     monkeypatch.setattr(cpu, "run", lambda *a: (calls.append(1), real(*a))[1])
     for x, y in data:
         ps = mg.params(m_imp)
-        mg.update_(o, ps, mg.gradient(lambda: mg.losses.mse(m_imp(x), y), ps))
+        mg.update_(o, ps, mg.gradient(lambda x=x, y=y: mg.losses.mse(m_imp(x), y), ps))
         before = len(calls)
-        g = mg.gradient(lambda m: mg.losses.mse(m(x), y), m_exp)[0]
+        g = mg.gradient(lambda m, x=x, y=y: mg.losses.mse(m(x), y), m_exp)[0]
         opt.update_(st, m_exp, g)
         kernels = len(calls) - before
     for p, q in zip(mg.params(m_imp), mg.params(m_exp), strict=True):
@@ -326,7 +326,7 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path):
 
     def train(st, m, batches):
         for x, y in batches:
-            opt.update_(st, m, mg.gradient(lambda m: mg.losses.mse(m(x), y), m)[0])
+            opt.update_(st, m, mg.gradient(lambda m, x=x, y=y: mg.losses.mse(m(x), y), m)[0])
 
     m = mlp()
     st = opt.setup(rule, m)
