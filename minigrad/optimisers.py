@@ -351,11 +351,11 @@ class Leaf:
         >>> from minigrad import optimisers as opt
         >>> leaf = opt.setup(opt.Adam(), {"w": mg.param([1.0])})["w"]
         >>> saved = leaf.state_dict(); saved["rule"][0]["scalars"] = [1.0, 1.0]
-        >>> leaf.check_state_dict(saved, name=lambda p: "w")
-        Traceback (most recent call last):
-        ...
-        ValueError: Leaf of w: stage 0 (Adam): βp (the powers β1ᵗ, β2ᵗ) must be in [0, 1), the
-        state has [1.0, 1.0]
+        >>> try:
+        ...     leaf.check_state_dict(saved, name=lambda p: "w")
+        ... except ValueError as err:
+        ...     print(str(err)[:51])
+        Leaf of w: stage 0 (Adam): βp (the powers β1ᵗ, β2ᵗ)
         """
         where = f"Leaf of {name(self.param)}"
         if not isinstance(state, dict) or sorted(state) != ["frozen", "rule"] or not \
@@ -547,41 +547,48 @@ def _child(model, key, path):
                          "pass the model this state was set up for") from None
 
 
+def _mismatch(grads, state, path) -> ValueError:
+    hint = (" (gradient(...) returns a tuple with one tree per argument: pass its [0])"
+            if isinstance(grads, tuple) and len(grads) == 1 else "")
+    shape = "a dict" if isinstance(state, dict) else f"{len(state)} items"
+    return ValueError(f"the gradient at {_path_name(path) or 'the top'!r} is "
+                      f"{_describe(grads)[:60]}, where the state has {shape}{hint}")
+
+
 def _gather(state, model, grads, path, found: dict) -> None:
     """Collect ``found[id(leaf)] = [leaf, gradient]`` (tied gradients summed) from
-    ``grads`` along ``state`` and ``model``."""
-    if grads is None or state is None:
-        return
-    if isinstance(state, Leaf):
-        if model is not state.param:
-            raise ValueError(f"the model's array at {_path_name(path) or 'the top'!r} is not "
-                             "the one this state was set up for: pass the same model (update "
-                             "returns a new model with its new state)")
-        if state.frozen:
-            return
-        entry = found.get(id(state))
-        if entry is None:
-            found[id(state)] = [state, grads]
-        else:
-            entry[1] = entry[1] + grads             # a tied array: Optimisers.jl sums
-        return
+    ``grads`` along ``state`` and ``model``, in :func:`setup`'s order."""
     if isinstance(state, dict):
-        ok = isinstance(grads, dict)
+        if not isinstance(grads, dict):
+            raise _mismatch(grads, state, path)
+        items = state.items()
+        get = grads.get
     else:
-        ok = isinstance(grads, (tuple, list)) and len(grads) == len(state)
-    if not ok:
-        hint = (" (gradient(...) returns a tuple with one tree per argument: pass its [0])"
-                if isinstance(grads, tuple) and len(grads) == 1 else "")
-        raise ValueError(f"the gradient at {_path_name(path) or 'the top'!r} is "
-                         f"{_describe(grads)[:60]}, where the state has "
-                         f"{'a dict' if isinstance(state, dict) else f'{len(state)} items'}"
-                         f"{hint}")
-    keys = state.keys() if isinstance(state, dict) else range(len(state))
-    for key in keys:
-        sub = state[key]
-        if sub is not None:
-            _gather(sub, _child(model, key, path), grads.get(key) if isinstance(
-                grads, dict) else grads[key], (*path, key), found)
+        if not isinstance(grads, (tuple, list)) or len(grads) != len(state):
+            raise _mismatch(grads, state, path)
+        items = enumerate(state)
+        get = grads.__getitem__
+    for key, sub in items:
+        if sub is None:
+            continue
+        g = get(key)
+        if g is None:
+            continue
+        m = _child(model, key, path)
+        if type(sub) is not Leaf:
+            _gather(sub, m, g, (*path, key), found)
+            continue
+        if m is not sub.param:
+            raise ValueError(f"the model's array at {_path_name((*path, key))!r} is not the "
+                             "one this state was set up for: pass the same model (update "
+                             "returns a new model with its new state)")
+        if sub.frozen:
+            continue
+        entry = found.get(id(sub))
+        if entry is None:
+            found[id(sub)] = [sub, g]
+        else:
+            entry[1] = entry[1] + g                 # a tied array: Optimisers.jl sums
 
 
 def _landed(items: list):
@@ -626,21 +633,29 @@ def update_(state, model, grads):
     param([[0.9, 1.7]], dtype=float32)
     """
     found: dict = {}
-    _gather(state, model, grads, (), found)
+    if state is not None and grads is not None:
+        # (a lone Leaf, for a model that is one array, sits in a one-item tree)
+        single = isinstance(state, Leaf)
+        _gather({0: state} if single else state, {0: model} if single else model,
+                {0: grads} if single else grads, (), found)
     groups: dict = {}
     for leaf, g in found.values():
-        if _engine(leaf.rule):
-            groups.setdefault(id(leaf.rule), (leaf.rule, []))[1].append((leaf.param, g))
-            continue
-        leaf._state, step = leaf.rule.apply_(leaf._state, leaf.param, g)
-        if step is not None:
-            _step.update_(leaf.param, step)
+        group = groups.get(id(leaf.rule))
+        if group is None:
+            group = groups[id(leaf.rule)] = (leaf.rule, [])
+        group[1].append((leaf, g))
     for rule, items in groups.values():
-        ps = Params(p for p, _ in items)
+        if not _engine(rule):
+            for leaf, g in items:       # an AbstractRule: array by array
+                leaf._state, step = rule.apply_(leaf._state, leaf.param, g)
+                if step is not None:
+                    _step.update_(leaf.param, step)
+            continue
+        pairs = [(leaf.param, g) for leaf, g in items]
+        ps = Params(p for p, _ in pairs)
         gs = Grads(ps)
-        for p, g in items:
-            gs[p] = g
-        landed = _landed(items)
+        gs._grads.update((id(p), g) for p, g in pairs)
+        landed = _landed(pairs)
         if landed is not None:
             gs.flat, gs.buffer = landed
         _step.update_(rule, ps, gs)
