@@ -52,7 +52,7 @@ from .optimise.rules import (
     RMSProp,
     Rule,
 )
-from .tracker import Grads, Param, Params, _describe, param
+from .tracker import Grads, Param, Params, _describe, data, param
 from .tree import children, fmap, mirror, walk
 
 __all__ = [
@@ -243,7 +243,7 @@ def init(rule, x):
         raise TypeError(f"init(rule, x): expected a rule, got {_describe(rule)}")
     for stage in rule.stages():
         if isinstance(stage, Rule):
-            stage.state[x] = stage.new_state(np.asarray(x))
+            stage.state[x] = stage.new_state(data(x))
     return _view(rule, x)
 
 
@@ -264,7 +264,9 @@ def apply_(rule, state, x, dx):
         return rule.apply_(state, x, dx)
     if not isinstance(rule, AbstractOptimiser):
         raise TypeError(f"apply_(rule, state, x, dx): expected a rule, got {_describe(rule)}")
-    step = _step.apply_(rule, x, np.array(dx, dtype=np.asarray(x).dtype))
+    storage = data(x)
+    fresh = np.array(dx, dtype=storage.dtype) if type(storage) is np.ndarray else dx.copy()
+    step = _step.apply_(rule, x, fresh)         # (it overwrites the array it is given)
     return _view(rule, x), step
 
 
@@ -716,21 +718,20 @@ def _set(stage, key: str, value) -> bool:
 def _split(rule, leaves: list):
     """A copy of ``rule`` for ``leaves`` alone, taking their state along (the leaves outside
     keep ``rule``); ``rule`` itself when it serves no other array."""
-    mine = {id(leaf.param) for leaf in leaves}
-    stages = [s for s in _stages_of(rule) if isinstance(s, Rule)]
-    served = {id(k) for s in stages for k in s.state.keys() if k is not None}
     if not _engine(rule):
         return copy.copy(rule)          # (the state lives in the leaves)
-    if served <= mine:
+    mine = {id(leaf.param): leaf.param for leaf in leaves}
+    stages = [s for s in _stages_of(rule) if isinstance(s, Rule)]
+    served = {id(k): k for s in stages for k in s.state.keys() if k is not None}
+    if served.keys() <= mine.keys():
         return rule
-    keep = {id(leaf.param): leaf.param for leaf in leaves}
-    new = copy.deepcopy(rule, dict(keep))       # the arrays stay, their state is copied
+    new = copy.deepcopy(rule, dict(served))     # the arrays stay, their state is copied
     for old_stage, new_stage in zip(stages, [s for s in _stages_of(new)
                                              if isinstance(s, Rule)], strict=True):
         for key in list(new_stage.state.keys()):
             if id(key) not in mine:
                 del new_stage.state[key]
-        for p in keep.values():
+        for p in mine.values():
             if p in old_stage.state:
                 del old_stage.state[p]
     return new
