@@ -166,6 +166,24 @@ def test_adjust_fields_and_subtrees():
     assert float(m["b"][0]) < before[1] - 0.4 and float(m["a"][0]) > before[0] - 0.01
 
 
+def test_a_model_that_is_one_array_and_none_gradients():
+    W = mg.param([1.0, 2.0])
+    st = opt.setup(opt.Descent(0.5), W)
+    assert isinstance(st, opt.Leaf) and st.param is W
+    g = mg.gradient(lambda w: mg.sum(w * w), W)[0]        # the array form: an array
+    opt.update_(st, W, g)
+    assert np.array_equal(W, [0.0, 0.0])
+    m = {"a": mg.param([1.0]), "b": {"c": mg.param([2.0])}}
+    st = opt.setup(opt.Descent(1.0), m)
+    opt.update_(st, m, None)
+    opt.update_(st, m, {"a": None, "b": {"c": np.array([1.0])}})
+    assert np.array_equal(m["a"], [1.0]) and np.array_equal(m["b"]["c"], [1.0])
+    g = mg.gradient(lambda m: mg.sum(m["a"]), m)[0]       # b has no gradient: None
+    assert g["b"] is None
+    opt.update_(st, m, g)
+    assert np.array_equal(m["a"], [0.0]) and np.array_equal(m["b"]["c"], [1.0])
+
+
 # -- the rule interface --------------------------------------------------------------------
 
 class DecayDescent(opt.AbstractRule):
