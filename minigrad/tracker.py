@@ -634,8 +634,9 @@ def _explicit(f, xs: tuple, check_finite: bool):
         models.append(_is_model(x))
         if not models[-1] and not isinstance(x, (Node, np.ndarray, int, float, list, tuple,
                                                  np.generic)):
-            raise TypeError(f"gradient(f, x...) differentiates arrays and models holding "
-                            f"trainable arrays; argument {i} is {_describe(x)}")
+            raise TypeError(f"gradient(f, x...) differentiates arrays; argument {i} is "
+                            f"{_describe(x)} (nor is it a model: an object or dict holding "
+                            "trainable arrays)")
     ps = tuple(x if model else param(data(x)) for x, model in zip(xs, models, strict=True))
     value, leaves = _run(f, ps, check_finite)
     handed_out: set = set()
