@@ -294,7 +294,9 @@ class Leaf:
 
     def __init__(self, rule, param: Param):
         self.rule, self.param, self.frozen = rule, param, False
-        self._state = init(rule, param)
+        state = init(rule, param)
+        # (an engine rule's state lives in the rule: keep no views that would go stale)
+        self._state = None if _engine(rule) else state
 
     @property
     def state(self):
