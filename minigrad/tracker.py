@@ -16,6 +16,7 @@ The operations themselves (and the Python operators bound to trainable arrays) l
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from operator import attrgetter, is_
 
@@ -325,7 +326,10 @@ class FlatBuffer:
     (:mod:`minigrad.optimise.flat`); from then on :func:`gradient` taken with exactly these
     parameters writes their gradients into one flat buffer laid out alike (``Grads.flat``), so
     that one kernel call updates them all, and an all-reduce (``minigrad.distributed``) sums
-    them in one call.
+    them in one call.  ``landed`` is ``(weakref to that flat gradient, the ids of its views
+    in order)`` for the latest such gradient on the host, ``None`` before: it lets a caller
+    that holds the gradients without their ``Grads`` (a gradient tree of
+    :mod:`minigrad.optimisers`) recognise them.
 
     >>> import numpy as np, minigrad as mg
     >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
@@ -338,11 +342,12 @@ class FlatBuffer:
     (array([1., 1., 2., 2., 2.]), True)
     """
 
-    __slots__ = ("data", "views", "starts", "ids", "__weakref__")
+    __slots__ = ("data", "views", "starts", "ids", "landed", "__weakref__")
 
     def __init__(self, data, views: list, starts: list, params: list):
         self.data, self.views, self.starts = data, views, starts
         self.ids = tuple(map(id, params))
+        self.landed = None
 
     def holds(self, params) -> bool:
         """Whether ``params`` (a :class:`Params` or a list) is exactly this buffer's
@@ -378,6 +383,8 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
     gs.flat, gs.buffer = flat, buffer
+    if xp is np:
+        buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
     return True
 
 
