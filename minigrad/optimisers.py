@@ -31,6 +31,8 @@ import copy
 import fnmatch
 import itertools
 import warnings
+import weakref
+from functools import partial
 
 import numpy as np
 
@@ -541,14 +543,9 @@ def setup(rule, model):
 
 # -- update --------------------------------------------------------------------------------------
 
-def _child(model, key, path):
-    try:
-        if isinstance(model, (dict, list, tuple) + _SEQUENCES):
-            return model[key]
-        return getattr(model, key)
-    except (KeyError, IndexError, AttributeError, TypeError):
-        raise ValueError(f"the model has no {_path_name((*path, key))!r}, which the state has: "
-                         "pass the model this state was set up for") from None
+def _no_child(path, key) -> ValueError:
+    return ValueError(f"the model has no {_path_name((*path, key))!r}, which the state has: "
+                      "pass the model this state was set up for")
 
 
 def _mismatch(grads, state, path) -> ValueError:
@@ -559,9 +556,10 @@ def _mismatch(grads, state, path) -> ValueError:
                       f"{_describe(grads)[:60]}, where the state has {shape}{hint}")
 
 
-def _gather(state, model, grads, path, found: dict) -> None:
-    """Collect ``found[id(leaf)] = [leaf, gradient]`` (tied gradients summed) from
-    ``grads`` along ``state`` and ``model``, in :func:`setup`'s order."""
+def _gather(state, model, grads, path, found: dict, groups: dict) -> None:
+    """Collect the gradients of ``grads`` along ``state`` and ``model``, in :func:`setup`'s
+    order: ``groups[id(rule)] = (rule, leaves, params, grads)`` (tied gradients summed;
+    ``found[id(leaf)]`` says where each leaf's gradient is)."""
     if isinstance(state, dict):
         if not isinstance(grads, dict):
             raise _mismatch(grads, state, path)
@@ -572,15 +570,20 @@ def _gather(state, model, grads, path, found: dict) -> None:
             raise _mismatch(grads, state, path)
         items = enumerate(state)
         get = grads.__getitem__
+    child = model.__getitem__ if isinstance(model, (dict, list, tuple) + _SEQUENCES) else \
+        partial(getattr, model)
     for key, sub in items:
         if sub is None:
             continue
         g = get(key)
         if g is None:
             continue
-        m = _child(model, key, path)
+        try:
+            m = child(key)
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise _no_child(path, key) from None
         if type(sub) is not Leaf:
-            _gather(sub, m, g, (*path, key), found)
+            _gather(sub, m, g, (*path, key), found, groups)
             continue
         if m is not sub.param:
             raise ValueError(f"the model's array at {_path_name((*path, key))!r} is not the "
@@ -590,28 +593,44 @@ def _gather(state, model, grads, path, found: dict) -> None:
             continue
         entry = found.get(id(sub))
         if entry is None:
-            found[id(sub)] = [sub, g]
+            group = groups.get(id(sub.rule))
+            if group is None:
+                group = groups[id(sub.rule)] = (sub.rule, [], [], [])
+            found[id(sub)] = (group[3], len(group[3]))
+            group[1].append(sub)
+            group[2].append(sub.param)
+            group[3].append(g)
         else:
-            entry[1] = entry[1] + g                 # a tied array: Optimisers.jl sums
+            into, i = entry
+            into[i] = into[i] + g                   # a tied array: Optimisers.jl sums
 
 
-def _landed(items: list):
-    """The flat array all gradients of ``items`` (``(param, grad)``) are views of, laid out as
-    the parameters' :class:`~minigrad.tracker.FlatBuffer` (as ``gradient`` writes them), or
-    ``None``."""
-    first = items[0][1]
-    buffer = items[0][0].flat
-    base = first.base if type(first) is np.ndarray else None
-    if buffer is None or base is None or len(buffer.ids) != len(items) or \
-            type(buffer.data) is not np.ndarray or \
-            base.shape != buffer.data.shape or base.dtype != buffer.data.dtype:
+def _landed(buffer, grads: list):
+    """The flat gradient whose views ``grads`` are, when they are the views
+    :func:`minigrad.gradient` last wrote into one flat buffer laid out as the parameters'
+    :class:`~minigrad.tracker.FlatBuffer` ``buffer`` (see its ``landed``), else ``None``."""
+    landed = buffer.landed if buffer is not None else None
+    if landed is None:
         return None
-    origin, size = base.ctypes.data, base.itemsize
-    for (p, g), start in zip(items, buffer.starts, strict=False):
-        if type(g) is not np.ndarray or g.base is not base or g.shape != p.shape or \
-                g.ctypes.data != origin + start * size or not g.flags.c_contiguous:
-            return None
-    return base, buffer
+    flat = landed[0]()
+    if flat is None or tuple(map(id, grads)) != landed[1] or not all(
+            getattr(g, "base", None) is flat for g in grads):
+        return None
+    return flat
+
+
+#: Per engine rule: the ids of the parameters it last updated, and their ``Params``.
+_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _params_of(rule, params: list) -> Params:
+    """``Params(params)``, the same object as last time for the same parameters of ``rule``
+    (it holds them, so their ids cannot be reused meanwhile)."""
+    ids = tuple(map(id, params))
+    cached = _PARAMS.get(rule)
+    if cached is None or cached[0] != ids:
+        cached = _PARAMS[rule] = (ids, Params(params))
+    return cached[1]
 
 
 def update_(state, model, grads):
@@ -636,32 +655,25 @@ def update_(state, model, grads):
     >>> m.weight
     param([[0.9, 1.7]], dtype=float32)
     """
-    found: dict = {}
+    groups: dict = {}
     if state is not None and grads is not None:
         # (a lone Leaf, for a model that is one array, sits in a one-item tree)
         single = isinstance(state, Leaf)
         _gather({0: state} if single else state, {0: model} if single else model,
-                {0: grads} if single else grads, (), found)
-    groups: dict = {}
-    for leaf, g in found.values():
-        group = groups.get(id(leaf.rule))
-        if group is None:
-            group = groups[id(leaf.rule)] = (leaf.rule, [])
-        group[1].append((leaf, g))
-    for rule, items in groups.values():
+                {0: grads} if single else grads, (), {}, groups)
+    for rule, leaves, params, grads in groups.values():
         if not _engine(rule):
-            for leaf, g in items:       # an AbstractRule: array by array
+            for leaf, g in zip(leaves, grads, strict=True):     # an AbstractRule: one by one
                 leaf._state, step = rule.apply_(leaf._state, leaf.param, g)
                 if step is not None:
                     _step.update_(leaf.param, step)
             continue
-        pairs = [(leaf.param, g) for leaf, g in items]
-        ps = Params(p for p, _ in pairs)
+        ps = _params_of(rule, params)
         gs = Grads(ps)
-        gs._grads.update((id(p), g) for p, g in pairs)
-        landed = _landed(pairs)
-        if landed is not None:
-            gs.flat, gs.buffer = landed
+        gs._grads.update(zip(map(id, params), grads, strict=True))
+        flat = _landed(params[0].flat, grads)
+        if flat is not None:
+            gs.flat, gs.buffer = flat, params[0].flat
         _step.update_(rule, ps, gs)
     return state, model
 
