@@ -619,17 +619,23 @@ def _landed(buffer, grads: list):
     return flat
 
 
-#: Per engine rule: the ids of the parameters it last updated, and their ``Params``.
-_PARAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: By id of an engine rule: the ids of the parameters it last updated, and their ``Params``
+#: (an entry goes with its rule).
+_PARAMS: dict = {}
 
 
 def _params_of(rule, params: list) -> Params:
     """``Params(params)``, the same object as last time for the same parameters of ``rule``
     (it holds them, so their ids cannot be reused meanwhile)."""
     ids = tuple(map(id, params))
-    cached = _PARAMS.get(rule)
+    cached = _PARAMS.get(id(rule))
     if cached is None or cached[0] != ids:
-        cached = _PARAMS[rule] = (ids, Params(params))
+        try:
+            if cached is None:
+                weakref.finalize(rule, _PARAMS.pop, id(rule), None).atexit = False
+        except TypeError:               # a rule without weak references: no cache
+            return Params(params)
+        cached = _PARAMS[id(rule)] = (ids, Params(params))
     return cached[1]
 
 
