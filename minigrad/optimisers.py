@@ -95,9 +95,12 @@ class AbstractRule:
     """
 
     def init(self, x):
+        """The state of this rule for array ``x`` (define it in your rule)."""
         raise NotImplementedError(f"{type(self).__name__} must define init(self, x)")
 
     def apply_(self, state, x, dx):
+        """``(new_state, step)`` for array ``x`` with gradient ``dx`` (define it in your
+        rule); a step of ``None`` skips the update."""
         raise NotImplementedError(
             f"{type(self).__name__} must define apply_(self, state, x, dx) -> (state, step)")
 
@@ -139,9 +142,11 @@ class OptimiserChain(AbstractRule):
         return [s for o in self.opts for s in o.stages()]
 
     def init(self, x):
+        """The members' states for array ``x``, as a tuple."""
         return tuple(init(o, x) for o in self.opts)
 
     def apply_(self, state, x, dx):
+        """Each member's ``apply_`` in turn on the previous one's step; ``(states, step)``."""
         state = list(state)
         for i, o in enumerate(self.opts):
             state[i], dx = apply_(o, state[i], x, dx)
@@ -302,6 +307,7 @@ class Leaf:
 
     @property
     def state(self):
+        """The array's state (see the class documentation)."""
         return _view(self.rule, self.param) if _engine(self.rule) else self._state
 
     @state.setter
