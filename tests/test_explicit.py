@@ -334,6 +334,16 @@ def test_explicit_matches_implicit_bitwise(make, monkeypatch):
         assert g["layers"][0]["weight"].base is g["layers"][2]["bias"].base   # landed
 
 
+def test_gradients_moved_within_the_tree_are_not_taken_as_landed():
+    m = {"a": mg.param([1.0, 2.0]), "b": mg.param([3.0, 4.0])}
+    st = opt.setup(opt.Descent(1.0), m)
+    opt.update_(st, m, {"a": np.zeros(2), "b": np.zeros(2)})     # one flat buffer now
+    g = mg.gradient(lambda m: mg.sum(m["a"]) + mg.sum(10 * m["b"]), m)[0]
+    assert g["a"].base is g["b"].base
+    opt.update_(st, m, {"a": g["b"], "b": g["a"]})              # swapped: still exact
+    assert np.array_equal(m["a"], [-9.0, -8.0]) and np.array_equal(m["b"], [2.0, 3.0])
+
+
 # -- checkpoints ---------------------------------------------------------------------------
 
 def test_checkpoint_resumes_bit_for_bit(tmp_path):
