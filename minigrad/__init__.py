@@ -13,7 +13,7 @@
 ((2, 5), (2,))
 """
 
-from . import checkpoint, losses, mx, ops, optimise, schedules, tracker
+from . import checkpoint, losses, mx, ops, optimise, optimisers, schedules, tracker
 from .autograd import gradient, withgradient
 from .checkpoint import CheckpointError, load, save
 from .dataloader import DataLoader, onecold, onehotbatch
@@ -76,7 +76,7 @@ from .tracker import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "tracker", "ops", "losses", "optimise", "schedules", "checkpoint", "mx",
+    "tracker", "ops", "losses", "optimise", "optimisers", "schedules", "checkpoint", "mx",
     "save", "load", "CheckpointError", "gpu", "cpu",
     "Param", "Params", "Grads", "param", "params", "gradient", "withgradient", "data",
     "rand", "randn", "zeros", "ones",

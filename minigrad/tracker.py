@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import inspect
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from operator import attrgetter, is_
 
 import numpy as np
 
 from .arrays import array_module, as_array, device_dtype, library, on_device
-from .tree import walk
+from .tree import mirror, walk
 
 __all__ = [
     "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
@@ -326,7 +327,10 @@ class FlatBuffer:
     (:mod:`minigrad.optimise.flat`); from then on :func:`gradient` taken with exactly these
     parameters writes their gradients into one flat buffer laid out alike (``Grads.flat``), so
     that one kernel call updates them all, and an all-reduce (``minigrad.distributed``) sums
-    them in one call.
+    them in one call.  ``landed`` is ``(weakref to that flat gradient, the ids of its views
+    in order)`` for the latest such gradient on the host, ``None`` before: it lets a caller
+    that holds the gradients without their ``Grads`` (a gradient tree of
+    :mod:`minigrad.optimisers`) recognise them.
 
     >>> import numpy as np, minigrad as mg
     >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
@@ -339,11 +343,12 @@ class FlatBuffer:
     (array([1., 1., 2., 2., 2.]), True)
     """
 
-    __slots__ = ("data", "views", "starts", "ids", "__weakref__")
+    __slots__ = ("data", "views", "starts", "ids", "landed", "__weakref__")
 
     def __init__(self, data, views: list, starts: list, params: list):
         self.data, self.views, self.starts = data, views, starts
         self.ids = tuple(map(id, params))
+        self.landed = None
 
     def holds(self, params) -> bool:
         """Whether ``params`` (a :class:`Params` or a list) is exactly this buffer's
@@ -379,6 +384,8 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
     gs.flat, gs.buffer = flat, buffer
+    if xp is np:
+        buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
     return True
 
 
@@ -585,17 +592,44 @@ def _run(f, args: tuple, check_finite: bool):
         tape.clear()
 
 
-def _implicit(f, ps: Params, check_finite: bool):
-    value, leaves = _run(f, (), check_finite)
+def _collect(ps: Params, leaves: list, handed_out: set) -> Grads:
+    """The :class:`Grads` of ``ps`` from the backward pass that reached ``leaves``."""
     gs = Grads(ps)
     if not _flat_grads(gs, leaves):
-        handed_out: set = set()
         for leaf in leaves:
             if leaf in ps:
                 gs._grads[id(leaf)] = _own(leaf.g, leaf.data, handed_out)
+    return gs
+
+
+def _implicit(f, ps: Params, check_finite: bool):
+    value, leaves = _run(f, (), check_finite)
+    gs = _collect(ps, leaves, set())
     for leaf in leaves:
         leaf.g = None
     return value, gs
+
+
+def _is_model(x) -> bool:
+    """Whether an argument of the explicit form is a model: not an array or a number, nor a
+    list or tuple of them, but something holding trainable arrays (a layer, a dict)."""
+    return not isinstance(x, (Node, np.ndarray, np.generic, int, float)) and bool(
+        walk(x, Param, (Params,)))
+
+
+def _model_grads(model, leaves: list, handed_out: set):
+    """The gradient tree of ``model`` (see :func:`differentiate`)."""
+    gs = _collect(Params(p for _, p in walk(model, Param, (Params,))), leaves, handed_out)
+    met: set = set()
+
+    def leaf(y):
+        if not isinstance(y, Param):
+            return NotImplemented
+        first = id(y) not in met
+        met.add(id(y))
+        return gs[y] if first else None
+
+    return mirror(model, leaf, (Params,))
 
 
 def _explicit(f, xs: tuple, check_finite: bool):
@@ -605,20 +639,27 @@ def _explicit(f, xs: tuple, check_finite: bool):
             "gradient(f, x...) calls f(x...), but f takes no arguments: for Flux's implicit "
             "form pass the trainable arrays it uses as minigrad.params(...) (create them with "
             "minigrad.param(x)); for the explicit form write f as lambda x: ...")
+    models = []
     for i, x in enumerate(xs):
         if isinstance(x, (list, tuple)) and any(isinstance(item, Param) for item in x):
             raise TypeError(
                 f"gradient(f, ...): argument {i} is a list of trainable arrays; for Flux's "
                 "implicit form pass minigrad.Params([...]) or minigrad.params(...)")
-        if not isinstance(x, (Node, np.ndarray, int, float, list, tuple, np.generic)):
+        models.append(_is_model(x))
+        if not models[-1] and not isinstance(x, (Node, np.ndarray, int, float, list, tuple,
+                                                 np.generic)):
             raise TypeError(f"gradient(f, x...) differentiates arrays; argument {i} is "
-                            f"{_describe(x)}")
-    ps = tuple(param(data(x)) for x in xs)
+                            f"{_describe(x)} (nor is it a model: an object or dict holding "
+                            "trainable arrays)")
+    ps = tuple(x if model else param(data(x)) for x, model in zip(xs, models, strict=True))
     value, leaves = _run(f, ps, check_finite)
     handed_out: set = set()
     grads = []
-    for p in ps:
-        grads.append(None if p.g is None else _own(p.g, p.data, handed_out))
+    for p, model in zip(ps, models, strict=True):
+        if model:
+            grads.append(_model_grads(p, leaves, handed_out))
+        else:
+            grads.append(None if p.g is None else _own(p.g, p.data, handed_out))
     for leaf in leaves:
         leaf.g = None
     return value, tuple(grads)
@@ -629,6 +670,23 @@ def differentiate(f, args: tuple, check_finite: bool):
 
     ``args`` is ``(ps,)`` with ``ps`` a :class:`Params` (implicit form, gradients as
     :class:`Grads`) or the arguments of ``f`` (explicit form, gradients as a tuple).
+
+    In the explicit form an array or number is copied into a new trainable array, and its
+    gradient is an array (``None`` if the loss does not depend on it).  A model (an object or
+    dict holding trainable arrays; not a list of arrays) is passed to ``f`` itself, and its
+    gradient is a tree mirroring it, as Zygote's for a struct: an object or dict gives a dict
+    of its attributes or keys, a list or tuple a tuple, a trainable array its gradient (or
+    ``None``), anything else ``None``.  An array reached twice (tied weights) has its whole
+    gradient at the first place :func:`params` finds it and ``None`` at the others.  When
+    the model's parameters lie in one :class:`FlatBuffer` (after an update by
+    :mod:`minigrad.optimisers`, say), the gradients are views into one flat buffer laid out
+    alike, as ``Grads.flat``.
+
+    >>> import minigrad as mg
+    >>> m = mg.Dense(2, 1)
+    >>> g = mg.gradient(lambda m: mg.sum(m([1.0, 2.0])), m)[0]
+    >>> g["weight"], g["bias"], g["σ"]
+    (array([[1., 2.]], dtype=float32), array([1.], dtype=float32), None)
     """
     if len(args) == 1 and isinstance(args[0], Params):
         return _implicit(f, args[0], check_finite)

@@ -18,7 +18,7 @@ import types
 
 import numpy as np
 
-__all__ = ["NOT_MODELS", "children", "walk", "containers", "fmap"]
+__all__ = ["NOT_MODELS", "children", "walk", "containers", "fmap", "mirror"]
 
 #: Objects with a ``__dict__`` that are code or namespaces, not models holding parameters.
 NOT_MODELS = (types.ModuleType, types.FunctionType, types.MethodType, types.BuiltinFunctionType,
@@ -47,14 +47,16 @@ def children(x, sequences: tuple = ()):
     return None
 
 
-def walk(x, param: type, sequences: tuple = ()) -> list:
+def walk(x, param: type, sequences: tuple = (), kids=children) -> list:
     """``[(path, p), ...]``: each instance ``p`` of ``param`` reachable from ``x``, once, in
     depth-first order, with the first path that reaches it (a tuple of keys; ``x`` itself
     being a parameter has the path ``()``).  A container is entered once.  The walk is a loop,
     not a recursion, so a deep model cannot exhaust Python's stack.
 
     Each key of a path is the child's key in its parent; a set's members have the key
-    ``None`` (:func:`containers` gives the objects along a path).
+    ``None`` (:func:`containers` gives the objects along a path).  ``kids(node, sequences)``
+    lists a node's children (:func:`children` by default; the explicit optimisers pass one
+    that keeps a layer's trainable fields only).
 
     >>> import minigrad as mg
     >>> W = mg.param([1.0])
@@ -70,11 +72,11 @@ def walk(x, param: type, sequences: tuple = ()) -> list:
                 found.add(id(node))
                 out.append((path, node))
             continue
-        kids = children(node, sequences)
-        if kids is None or id(node) in seen:
+        below = kids(node, sequences)
+        if below is None or id(node) in seen:
             continue
         seen.add(id(node))
-        stack.extend(((*path, key), child) for key, child in reversed(kids))
+        stack.extend(((*path, key), child) for key, child in reversed(below))
     return out
 
 
@@ -127,3 +129,43 @@ def fmap(leaf, x, sequences: tuple = (), memo: dict | None = None):
                                  if v is not old})
     memo[key] = (x, result)        # keep x alive so its id is not reused meanwhile
     return result
+
+
+def mirror(x, leaf, sequences: tuple = (), kids=children, again=None):
+    """A plain tree shaped like ``x`` (Zygote's structural tangents): an object or a dict
+    becomes a dict of its children's mirrors (by attribute name or key), a list, tuple or
+    ``sequences`` instance a tuple, and anything else ``leaf(y)``, or ``None`` when that
+    returns ``NotImplemented`` (sets, numbers, strings, code); a container whose mirrors are
+    all ``None`` (nothing inside is a leaf) gives ``None`` too.  The children are visited in
+    :func:`walk`'s order, depth first, so a leaf met twice is first met at :func:`walk`'s
+    path.  A container met again (a layer used twice) gives ``again(first_mirror)``
+    (``None`` by default), and so does a cycle back to a container being mirrored.
+    ``kids`` as in :func:`walk`.
+
+    >>> mirror({"a": [1.0, "s"], "b": ["s"]}, lambda y: y * 2 if isinstance(y, float)
+    ...        else NotImplemented)
+    {'a': (2.0, None), 'b': None}
+    """
+    done: dict = {}
+
+    def visit(node):
+        result = leaf(node)
+        if result is not NotImplemented:
+            return result
+        below = kids(node, sequences)
+        if below is None or isinstance(node, (set, frozenset)):
+            return None
+        if id(node) in done:
+            return again(done[id(node)][1]) if again is not None else None
+        done[id(node)] = (node, None)       # (a cycle back here sees None)
+        items = [(key, visit(child)) for key, child in below]
+        if all(v is None for _, v in items):
+            result = None
+        elif isinstance(node, (list, tuple) + tuple(sequences)):
+            result = tuple(v for _, v in items)
+        else:
+            result = dict(items)
+        done[id(node)] = (node, result)     # (keeps node alive: its id is not reused)
+        return result
+
+    return visit(x)
