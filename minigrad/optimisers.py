@@ -51,8 +51,19 @@ from .optimise.rules import (
     Nesterov,
     OAdam,
     RAdam,
-    RMSProp,
     Rule,
+)
+from .optimise.rules_extra import (  # Optimisers.jl's rules (its AdamW, ClipNorm, RMSProp)
+    AccumGrad,
+    AdamW,
+    ClipGrad,
+    ClipNorm,
+    Lion,
+    Muon,
+    RMSProp,
+    Rprop,
+    SignDecay,
+    Signum,
 )
 from .tracker import Grads, Param, Params, _describe, data, param
 from .tree import children, fmap, mirror, walk
@@ -62,6 +73,7 @@ __all__ = [
     "init", "apply_", "Leaf", "AbstractRule", "OptimiserChain",
     "Descent", "Momentum", "Nesterov", "RMSProp", "Adam", "RAdam", "AdaMax", "OAdam",
     "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "WeightDecay",
+    "AdamW", "ClipNorm", "ClipGrad", "Rprop", "Signum", "SignDecay", "AccumGrad", "Lion", "Muon",
 ]
 
 _SEQUENCES = (Params,)

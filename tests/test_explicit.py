@@ -383,3 +383,31 @@ def test_checkpoint_refuses_a_bad_state(tmp_path):
     st3 = opt.setup(opt.Adam(), m3)
     mg.load(tmp_path / "c.npz", m3, st3)
     assert st3["layers"][0]["weight"].state[2] == (0.9, 0.999)
+
+
+NEW_RULES = {   # Optimisers.jl's added rules and Muon, as minigrad.optimisers exports them
+    "Lion": lambda: opt.Lion(1e-3), "AdamW(couple)": lambda: opt.AdamW(1e-3, couple=True),
+    "ClipNorm(p=1)": lambda: opt.ClipNorm(1.0, 1), "RMSProp(centred)": lambda: opt.RMSProp(
+        centred=True), "AccumGrad": lambda: opt.AccumGrad(2), "Rprop": opt.Rprop,
+    "Signum": opt.Signum, "Muon": opt.Muon,
+    "SignDecay+Descent": lambda: opt.OptimiserChain(opt.SignDecay(), opt.Descent(0.01)),
+    "ClipGrad+Adam": lambda: opt.OptimiserChain(opt.ClipGrad(1.0), opt.Adam()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_RULES))
+def test_the_new_rules_run_explicitly_as_they_do_implicitly(name):
+    """Each rule Optimisers.jl added (and Muon) gives, through setup/update_, bitwise the
+    parameters the implicit update_(rule, ps, gs) gives on a copy of the model."""
+    rng = np.random.default_rng(0)
+    m = mg.Chain(mg.Dense(3, 4, mg.relu, rng=rng), mg.Dense(4, 2, rng=rng))
+    twin, start = copy.deepcopy(m), copy.deepcopy(m)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    state, rule, ps = opt.setup(NEW_RULES[name](), m), NEW_RULES[name](), mg.params(twin)
+    for _ in range(4):
+        (grads,) = mg.gradient(lambda model: mg.sum(model(x) ** 2), m)
+        state, m = opt.update_(state, m, grads)
+        mg.update_(rule, ps, mg.gradient(lambda: mg.sum(twin(x) ** 2), ps))
+    for p, q in zip(mg.params(m), ps, strict=True):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert not np.array_equal(m[1].weight.data, start[1].weight.data)     # it did train
