@@ -199,12 +199,14 @@ def _eligible(rules: list, params: list) -> bool:
             and _lockstep(rules, params))
 
 
-def _group(opt, rules: list, buffer: FlatBuffer, params: list) -> FlatGroup | None:
-    """``opt``'s intact group of ``buffer``, built anew if needed; ``None`` if the parameters'
-    scalars are no longer in lockstep (after a checkpoint of uneven steps, say)."""
+def _group(opt, rules: list, buffer: FlatBuffer, params) -> FlatGroup | None:
+    """``opt``'s intact group of ``buffer`` (whose ``params``, an iterable, are checked only
+    when something changed), built anew if needed; ``None`` if the parameters' scalars are no
+    longer in lockstep (after a checkpoint of uneven steps, say)."""
     groups = opt.__dict__.setdefault(FLAT_GROUPS, {})
     group = groups.get(id(buffer))
     if group is None or group.buffer is not buffer or not group.intact(rules, params):
+        params = list(params)
         if not _lockstep(rules, params):
             return None
         for rule in rules:
@@ -232,7 +234,7 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
             or not all(map(_writeable, buffer.views))
             or any(map(_is_none, gs._grads.values()))):
         return False        # (the general path names a read-only parameter)
-    group = _group(opt, rules, buffer, list(ps._items.values()))
+    group = _group(opt, rules, buffer, ps._items.values())
     if group is None:
         return False
     group.step(gs.flat)
