@@ -1571,3 +1571,25 @@ def test_legacy_momentum_closure():
     untouched = mg.param([5.0])
     mg.Momentum([untouched], 0.01)()
     assert float(untouched[0]) == 5.0
+
+
+def test_parameters_of_a_buffer_whose_member_died_form_a_new_one():
+    """Once a parameter of a flat buffer dies, the others (with a new one) move into a new
+    buffer at their next update together, and their gradients land there again."""
+    import gc
+    ps = [mg.param(np.ones(3, np.float32)) for _ in range(3)]
+    opt = mg.Descent(0.5)
+    mg.update_(opt, mg.Params(ps), {p: np.ones(3, np.float32) for p in ps})
+    old = ps[0].flat
+    del ps[2]
+    gc.collect()
+    assert old.views == []                          # dissolved: it holds no one now
+    ps.append(mg.param(np.ones(3, np.float32)))
+    θ, opt = mg.Params(ps), mg.Descent(0.5)     # (a new optimiser: its state in lockstep)
+    mg.update_(opt, θ, {p: np.ones(3, np.float32) for p in ps})
+    assert ps[0].flat is not old and ps[0].flat is ps[2].flat
+    gs = mg.gradient(lambda: sum(mg.sum(p) for p in ps), θ)
+    assert gs.flat is not None
+    mg.update_(opt, θ, gs)
+    np.testing.assert_array_equal(np.concatenate([p.data for p in ps]),
+                                  np.r_[np.full(6, -0.5), np.zeros(3)])

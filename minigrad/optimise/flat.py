@@ -184,17 +184,18 @@ def _forget(owner, key) -> None:
 
 def _eligible(rules: list, params: list) -> bool:
     """Whether ``params`` may form (or already form) one flat group: several parameters, each
-    a trainable array of one dtype, none named twice, none already in another flat buffer, in
-    lockstep, under rules that need no whole-array step (ClipNorm's norm is per array)."""
+    a trainable array of one dtype, none named twice, none in another live flat buffer (one
+    whose parameters all still live), in lockstep, under rules that need no whole-array step
+    (ClipNorm's norm is per array)."""
     if len(params) < 2 or any(getattr(r, "needs_whole_step", False) for r in rules):
         return False
     if len({id(p) for p in params}) != len(params):
         return False        # a plain list naming a parameter twice: update it twice, in turn
     dtype = params[0].dtype
     buffer = params[0].flat
-    if any(p.flat is not buffer for p in params) or (
-            buffer is not None and buffer.ids != tuple(map(id, params))):
-        return False        # part of another group's buffer: updated parameter by parameter
+    if not (buffer is not None and buffer.holds(params)) and any(
+            p.flat is not None and p.flat.views for p in params):
+        return False        # part of another live buffer: updated parameter by parameter
     return (all(type(p) is Param and p.dtype == dtype for p in params)
             and _lockstep(rules, params))
 
