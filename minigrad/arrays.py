@@ -43,7 +43,12 @@ def on_device(a) -> bool:
 
 
 def library(a) -> str:
-    """``"cupy"``, ``"torch"`` or ``"numba"`` (a Numba or simulator device array)."""
+    """The library of GPU array ``a``: ``"cupy"``, ``"torch"`` or ``"numba"`` (a Numba or
+    simulator device array; the answer for anything else).
+
+    >>> library(np.zeros(1))
+    'numba'
+    """
     root = type(a).__module__.partition(".")[0]
     return root if root in ("cupy", "torch") else "numba"
 
@@ -118,6 +123,11 @@ _cuda = None
 
 
 def simulated() -> bool:
+    """Whether Numba's CUDA simulator is on (``NUMBA_ENABLE_CUDASIM`` set, not to 0).
+
+    >>> isinstance(simulated(), bool)
+    True
+    """
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 

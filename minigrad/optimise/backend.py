@@ -19,7 +19,12 @@ __all__ = ["backend_of", "backend_for"]
 
 
 def backend_of(a):
-    """The backend module of array ``a``."""
+    """The backend module of array ``a``: :mod:`minigrad.optimise.cpu` for anything but a GPU
+    array.
+
+    >>> backend_of([1.0, 2.0]).NAME
+    'the host'
+    """
     if type(a) is np.ndarray or not on_device(a):
         return cpu
     from . import cuda
@@ -28,7 +33,12 @@ def backend_of(a):
 
 def backend_for(name: str, x, g):
     """The backend of parameter ``x``, after checking that its gradient ``g`` is on the same
-    device (an optimiser step never copies between host and GPU)."""
+    device (an optimiser step never copies between host and GPU).
+
+    >>> import minigrad as mg
+    >>> backend_for("update_", mg.param([1.0]), np.ones(1)).NAME
+    'the host'
+    """
     target, gd = data(x), data(g)
     be = backend_of(target)
     if be is not backend_of(gd):

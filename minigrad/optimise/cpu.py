@@ -67,38 +67,67 @@ def operands(name: str, x, g, update: bool) -> tuple:
 
 def flat_view(a: np.ndarray) -> np.ndarray:
     """``a`` as a flat, writable, C-contiguous array: a view when it is one, else a copy (so
-    each kernel is compiled for one kind of array only)."""
+    each kernel is compiled for one kind of array only).
+
+    >>> a = np.zeros((2, 3)); flat_view(a).base is a, flat_view(a.T).base is a
+    (True, False)
+    """
     if a.flags.c_contiguous and a.flags.writeable:
         return a.reshape(-1)
     return np.array(a, order="C").reshape(-1)
 
 
 def empty(like, size: int) -> np.ndarray:
-    """A new flat array of ``size`` elements of ``like``'s dtype."""
+    """A new flat array of ``size`` elements of ``like``'s dtype.
+
+    >>> empty(np.zeros(2, np.float32), 5).shape, empty(np.zeros(2, np.float32), 5).dtype
+    ((5,), dtype('float32'))
+    """
     return np.empty(size, like.dtype)
 
 
 def full(size: int, fill, dtype) -> np.ndarray:
-    """A new flat array of ``size`` elements, all ``fill`` (optimiser state)."""
+    """A new flat array of ``size`` elements, all ``fill`` (optimiser state).
+
+    >>> full(3, 0.5, np.float32)
+    array([0.5, 0.5, 0.5], dtype=float32)
+    """
     return np.full(size, fill, dtype=dtype)
 
 
 def copy(a: np.ndarray) -> np.ndarray:
+    """A copy of ``a`` (a step's scratch copy of the gradient).
+
+    >>> a = np.ones(2); copy(a) is not a and bool((copy(a) == a).all())
+    True
+    """
     return a.copy()
 
 
 def assign(part: np.ndarray, a) -> None:
-    """Copy array ``a`` (any shape, ``part.size`` elements) into the flat ``part``."""
+    """Copy array ``a`` (any shape, ``part.size`` elements) into the flat ``part``.
+
+    >>> part = np.zeros(4); assign(part, np.ones((2, 2))); part
+    array([1., 1., 1., 1.])
+    """
     part[...] = np.reshape(a, -1)
 
 
 def gather(arrays: list, out: np.ndarray) -> np.ndarray:
-    """The arrays, flattened, one after the other in ``out``; returns ``out``."""
+    """The arrays, flattened, one after the other in ``out``; returns ``out``.
+
+    >>> gather([np.ones((1, 2)), np.zeros(1)], np.empty(3))
+    array([1., 1., 0.])
+    """
     return np.concatenate([np.reshape(a, -1) for a in arrays], out=out)
 
 
 def store(delta: np.ndarray, result, stage) -> None:
-    """Make ``result``, what a Python stage's ``apply_`` returned, the step ``delta``."""
+    """Make ``result``, what a Python stage's ``apply_`` returned, the step ``delta``.
+
+    >>> delta = np.zeros(2); store(delta, [1.0, 2.0], None); delta
+    array([1., 2.])
+    """
     delta[...] = result
 
 
@@ -136,17 +165,30 @@ def pnorm(a, p: float) -> float:
 def run(types: tuple, update: bool, x: np.ndarray, d: np.ndarray, hypers: list,
         states: list) -> None:
     """One fused pass of the rule types ``types`` over the flat arrays (see
-    :func:`minigrad.optimise.kernels.run`)."""
+    :func:`minigrad.optimise.kernels.run`).
+
+    >>> import minigrad as mg
+    >>> x = np.ones(2); run((mg.Descent,), True, x, np.array([1.0, 2.0]), [0.5], []); x
+    array([0.5, 0. ])
+    """
     run_kernel(types, update, x, d, as_hyper(hypers, x.dtype), *states)
 
 
 def subtract(x: np.ndarray, d: np.ndarray) -> None:
-    """``x -= d`` in place."""
+    """``x -= d`` in place.
+
+    >>> x = np.ones(2); subtract(x, np.array([0.5, 1.0])); x
+    array([0.5, 0. ])
+    """
     np.subtract(x, d, out=x)
 
 
 def update(x, x̄):
-    """``update_(x, x̄)``: ``x -= x̄`` in place (``x̄`` may broadcast); returns ``x``."""
+    """``update_(x, x̄)``: ``x -= x̄`` in place (``x̄`` may broadcast); returns ``x``.
+
+    >>> update(np.ones(2), 0.25)
+    array([0.75, 0.75])
+    """
     target = checked_target("update_", x, x̄)
     np.subtract(target, data(x̄), out=target)
     return x

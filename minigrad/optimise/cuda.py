@@ -24,7 +24,9 @@ tensors; see :mod:`minigrad.arrays`).  This module answers the same questions as
   GPU array.
 
 Values never pass through the host, except the hyperparameters (a few scalars per launch)
-and ClipNorm's norm.  Nothing here imports ``numba.cuda`` before the first GPU step.
+and ClipNorm's norm.  Nothing here imports ``numba.cuda`` before the first GPU step.  The
+functions' examples are those of :mod:`minigrad.optimise.cpu`, with GPU arrays;
+``tests/test_gpu.py`` runs them in Numba's CUDA simulator.
 
 >>> import minigrad as mg
 >>> mg.optimise.cuda.THREADS

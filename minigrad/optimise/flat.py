@@ -85,7 +85,15 @@ def flat_buffer(params: list) -> FlatBuffer:
 
 class FlatGroup:
     """One optimiser's state for the parameters of a :class:`~minigrad.tracker.FlatBuffer`,
-    laid out like it, and the step that updates them all with one kernel call."""
+    laid out like it, and the step that updates them all with one kernel call.
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps = [mg.param(np.ones(2)), mg.param(np.ones(3))]
+    >>> opt = mg.Momentum(0.1); _ = mg.update_(opt, ps, {p: np.ones(p.shape) for p in ps})
+    >>> [group] = opt._flat_groups.values()
+    >>> group.state_arrays[0], opt.state[ps[1]][0].base is group.state_arrays[0]
+    (array([-0.1, -0.1, -0.1, -0.1, -0.1]), True)
+    """
 
     def __init__(self, rules: list, buffer: FlatBuffer, params: list):
         self.rules = rules
@@ -225,7 +233,17 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
     """The steady state of a training loop: ``update_(opt, ps, gs)`` where ``gs`` came from
     :func:`minigrad.gradient` with ``ps``, whose parameters lie in one flat buffer, and every
     gradient is there (none ``None``).  One kernel call over the flat buffers; returns whether
-    it did the step (if not, nothing was changed and the caller takes the general path)."""
+    it did the step (if not, nothing was changed and the caller takes the general path).
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps, opt = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))]), mg.Descent(0.5)
+    >>> loss = lambda: mg.sum(ps[0]) + mg.sum(ps[1])
+    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps))    # not flat yet
+    False
+    >>> _ = mg.update_(opt, ps, mg.gradient(loss, ps))          # now they are
+    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps)), ps[1]
+    (True, param([0., 0., 0.]))
+    """
     buffer = gs.buffer
     if buffer is None or not len(ps) == len(buffer.ids) == len(buffer.views) or (
             gs.params is not ps and tuple(ps._items) != buffer.ids):
@@ -246,7 +264,15 @@ def update_flat(opt, rules: list, pairs: list) -> bool:
     """Update every ``(param, grad)`` of ``pairs`` with one kernel call if they may form a flat
     group (see :func:`_eligible`), moving them into a flat buffer first if needed.  ``rules``
     is ``opt``'s single fused pass; the pairs are already checked.  Returns whether it did the
-    update (if not, nothing was changed)."""
+    update (if not, nothing was changed).
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
+    >>> update_flat(opt, [opt], [(p, np.ones(p.shape)) for p in ps]), ps[0].flat is ps[1].flat
+    (True, True)
+    >>> update_flat(opt, [opt], [(ps[0], np.ones(2))])          # one parameter: no group
+    False
+    """
     params = [p for p, _ in pairs]
     if not _eligible(rules, params):
         return False
