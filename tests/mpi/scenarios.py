@@ -241,5 +241,44 @@ def resume(phase: str, path: str, steps: str) -> None:
     say(f"{phase} digest {same_on_every_rank(ps, phase)}")
 
 
+def sharded(name: str, steps: str, hidden: str) -> None:
+    """``shard_state=True`` against the unsharded DistributedOptimiser on the same data:
+    bitwise equal parameters after every step, equal on both ranks; each rank's optimiser
+    state covers its slice only; checkpoints and synchronize_ of it refuse on every rank."""
+    steps, hidden = int(steps), int(hidden)
+    m, u = model(hidden), model(hidden)
+    ps, ups = mg.params(m), mg.params(u)
+    n = sum(p.size for p in ps)
+    bounds = dist.shard_bounds(n, SIZE)
+    sopt = dist.DistributedOptimiser(rule(name), shard_state=True)
+    uopt = dist.DistributedOptimiser(rule(name))
+    for k, (x, y) in enumerate(dist.DistributedDataContainer(batches(SIZE * steps))):
+        mg.update_(sopt, ps, mg.gradient(lambda x=x, y=y: loss_of(m)(x, y), ps))
+        mg.update_(uopt, ups, mg.gradient(lambda x=x, y=y: loss_of(u)(x, y), ups))
+        d = same_on_every_rank(ps, f"sharded step {k + 1}")
+        assert d == digest(ups), f"step {k + 1}: sharded {d}, unsharded {digest(ups)}"
+    # The state: one entry per rule, for this rank's slice; none for the model's parameters.
+    mine = bounds[RANK + 1] - bounds[RANK]
+    sizes = sorted({a.size for r in sopt._scaled.stages() for st in r.state.values()
+                    for a in st.arrays})
+    assert sizes == [mine], (sizes, mine)
+    assert not any(p in r.state for r in sopt._scaled.stages() for p in ps)
+    # Adam's βp: as unsharded, and the same on every rank.
+    scalars = sopt._scaled.stages()[-1].state[sopt._shard].scalars
+    assert scalars == uopt._scaled.stages()[-1].state[ups[0]].scalars, scalars
+    assert len(set(map(tuple, dist._world().allgather(scalars)))) == 1
+    held = sum(a.size for r in sopt._scaled.stages() for st in r.state.values() for a in st.arrays)
+    whole = sum(a.size for r in uopt._scaled.stages() for st in r.state.values() for a in st.arrays)
+    for call in (lambda: dist.save(os.devnull, m, sopt), lambda: dist.synchronize_(m, sopt)):
+        try:
+            call()
+        except TypeError as err:
+            assert "shard_state=True" in str(err), err
+        else:
+            raise AssertionError("a sharded optimiser was checkpointed")
+    say(f"sharded {name}: {steps} steps of {n} elements, slice {bounds[RANK]}:"
+        f"{bounds[RANK + 1]}, state {held} of {whole}, digest {d}")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])
