@@ -20,10 +20,16 @@ parameters' :class:`~minigrad.tracker.FlatBuffer`), so the whole sum is ONE in-p
 pass over memory.  Before it, a 3-number ``Allreduce`` checks that every rank has the same
 layout (a hash of the parameters' shapes and dtypes and the rule), so mismatched buffers are
 never summed.
+
+With ``DistributedOptimiser(opt, shard_state=True)`` (ZeRO-1) each rank keeps ``opt``'s state
+for its own contiguous slice of that buffer (:func:`shard_bounds`): the sum is a
+``Reduce_scatter`` (each rank gets its slice's sum), the kernel updates the slice, and an
+in-place ``Allgatherv`` brings every slice to every rank; bitwise the unsharded step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -244,16 +250,16 @@ def synchronize_(model_or_params, opt=None, root: int = 0):
     >>> dist.synchronize_(m, opt) is m
     True
     """
-    _refuse_sharded(opt, "synchronize_")
     comm = _world()
     _agree(comm, _layout(checkpoint.named_params(model_or_params), opt), "synchronize_")
     if comm.Get_size() == 1:
         return model_or_params
     path = None
-    if comm.Get_rank() == root:
-        fd, path = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
-        os.close(fd)
-        checkpoint.save(path, model_or_params, opt)
+    with _whole_state(opt, model_or_params):
+        if comm.Get_rank() == root:
+            fd, path = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
+            os.close(fd)
+            checkpoint.save(path, model_or_params, opt)
     try:
         local = _share_file(comm, path, root)
     finally:
@@ -261,7 +267,8 @@ def synchronize_(model_or_params, opt=None, root: int = 0):
             os.unlink(path)
     try:
         if comm.Get_rank() != root:
-            checkpoint.load(local, model_or_params, opt)
+            with _checkpointing(opt):
+                checkpoint.load(local, model_or_params, opt)
     finally:
         os.unlink(local)
     return model_or_params
@@ -276,10 +283,10 @@ def save(path, model, opt=None, *, extra=None, root: int = 0) -> None:
     >>> dist.save(path, {"W": mg.param([1.0, 2.0])}); os.path.exists(path)
     True
     """
-    _refuse_sharded(opt, "save")
     comm = _world()
-    if comm.Get_rank() == root:
-        checkpoint.save(path, model, opt, extra=extra)
+    with _whole_state(opt, model):
+        if comm.Get_rank() == root:
+            checkpoint.save(path, model, opt, extra=extra)
     comm.Barrier()
 
 
@@ -294,11 +301,11 @@ def load(path, model, opt=None, *, root: int = 0):
     >>> W = mg.param([0.0, 0.0]); dist.load(path, {"W": W}), W
     ({'step': 7}, param([1., 2.]))
     """
-    _refuse_sharded(opt, "load")
     comm = _world()
     local = _share_file(comm, os.fspath(path), root)
     try:
-        return checkpoint.load(local, model, opt)
+        with _checkpointing(opt):
+            return checkpoint.load(local, model, opt)
     finally:
         os.unlink(local)
 
@@ -371,19 +378,70 @@ def _check_shardable(opt, bucket_bytes) -> None:
             "parameter's gradient); use shard_state=False")
 
 
-def _refuse_sharded(opt, what: str) -> None:
-    """Raise on a :class:`DistributedOptimiser` with ``shard_state=True``: checkpoints and
-    :func:`synchronize_` need the whole state, and each rank holds one slice of it."""
-    if isinstance(opt, DistributedOptimiser) and opt.shard_state:
-        raise TypeError(
-            f"{what}: a DistributedOptimiser with shard_state=True holds only this rank's "
-            "slice of the optimiser state, and checkpoints of it are not supported; save or "
-            "synchronize the model alone (without the optimiser), or use shard_state=False")
+@contextlib.contextmanager
+def _checkpointing(opt):
+    """While open, ``opt`` (a sharded :class:`DistributedOptimiser`) may be saved or loaded:
+    :func:`save` has gathered its state, :func:`load` and :func:`synchronize_` replace it on
+    every rank (see ``DistributedOptimiser.state_dict``)."""
+    if not isinstance(opt, DistributedOptimiser):
+        yield
+        return
+    opt._whole = True
+    try:
+        yield
+    finally:
+        opt._whole = False
+
+
+@contextlib.contextmanager
+def _whole_state(opt, model):
+    """While open, a :class:`DistributedOptimiser` ``opt`` with ``shard_state=True`` holds
+    the whole state, as the unsharded one would: each state array of this rank's slice is
+    gathered (a buffer ``Allgatherv``, on every rank) into one array over the whole flat
+    buffer, and each parameter of ``model`` gets its part of it as its state, the slice's
+    scalars with it.  On leaving, the slice's state is back as it was.  Anything else (and a
+    sharded optimiser before its first step) passes through unchanged.  Call it on every
+    rank."""
+    sharded = isinstance(opt, DistributedOptimiser) and opt.shard_state
+    if not sharded or opt._sharded is None:
+        yield
+        return
+    buffer, bounds, _ = opt._sharded
+    shard, counts = opt._shard, np.diff(bounds)
+    mine = {id(p): p for _, p in checkpoint.named_params(model)}
+    if not all(i in mine for i in buffer.ids):
+        raise ValueError(f"{len(set(buffer.ids) - set(mine))} of the {len(buffer.ids)} "
+                         "parameters the sharded optimiser updates are not in the model "
+                         "given; pass the model it trains")
+    params = [mine[i] for i in buffer.ids]
+    moved = []
+    for rule in opt.opt.stages():
+        st = rule.state.get(shard)
+        if st is None:
+            continue
+        wholes = []
+        for a in st.arrays:
+            whole = np.empty(buffer.data.size, a.dtype)
+            _world().Allgatherv(a, [whole, (counts, bounds[:-1])])
+            wholes.append(whole)
+        del rule.state[shard]
+        for p, a, b in zip(params, buffer.starts[:-1], buffer.starts[1:], strict=True):
+            rule.state[p] = type(st)(tuple(w[a:b] for w in wholes), list(st.scalars), p.shape)
+        moved.append((rule, st))
+    try:
+        with _checkpointing(opt):
+            yield
+    finally:
+        for rule, st in moved:
+            for p in params:
+                del rule.state[p]
+            rule.state[shard] = st
 
 
 class DistributedOptimiser(AbstractOptimiser):
     """Wrap ``opt`` so that each step uses the gradient averaged over all ranks (Flux's
-    ``DistributedOptimizer``).  ``DistributedOptimiser(opt, bucket_bytes=None)``.
+    ``DistributedOptimizer``).  ``DistributedOptimiser(opt, bucket_bytes=None,
+    shard_state=False)``.
 
     ``update_(dopt, ps, gs)`` (what :func:`minigrad.train_` calls) sums ``gs`` over the ranks
     in place with one buffer ``Allreduce`` (``bucket_bytes``: the most bytes per call, the
@@ -407,7 +465,22 @@ class DistributedOptimiser(AbstractOptimiser):
       later gradients land in one buffer and go in one call.  Host (NumPy) arrays only.
     * Checkpoints (:func:`save`, :func:`minigrad.save`) hold ``opt``'s state.
 
-    On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage:
+    ``shard_state=True`` (ZeRO-1): the same steps, bit for bit, with each rank keeping
+    ``opt``'s state for its own slice of the parameters' flat buffer only (rank ``r`` owns
+    elements ``shard_bounds(n, N)[r]`` to ``[r + 1]``), so the state costs ``1/N`` per rank.
+    Each step is one ``Reduce_scatter`` of the flat gradient (each rank gets the sum of its
+    slice), ``opt`` behind the ``1/N`` stage on that slice, and one in-place ``Allgatherv``
+    of the parameters; ``gs`` is left as this rank's gradient.  Per-parameter scalars
+    (Adam's ``βp``) advance alike on every rank.  :func:`save` gathers the whole state first
+    and writes the unsharded optimiser's file; :func:`load` and :func:`synchronize_` load the
+    whole state and the next step keeps this rank's slice (``minigrad.save``/``load`` refuse
+    a sharded optimiser that has state).  It refuses, when built, a chain that does not
+    fuse into one kernel pass (``ClipNorm``, whose norm needs a whole parameter's gradient;
+    ``ApplyIfFinite``; stages in Python) and ``bucket_bytes``; at the step, parameters of
+    several dtypes and a gradient that is ``None`` on every rank.
+
+    On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage, and the
+    one rank's slice is everything:
 
     >>> import numpy as np, minigrad as mg, minigrad.distributed as dist
     >>> W = mg.param([1.0, 2.0])
@@ -415,6 +488,12 @@ class DistributedOptimiser(AbstractOptimiser):
     >>> gs = mg.gradient(lambda: mg.sum(W * W), mg.Params([W]))
     >>> _ = mg.update_(dopt, mg.Params([W]), gs); W
     param([0.8, 1.6])
+    >>> sharded = dist.DistributedOptimiser(mg.Descent(0.1), shard_state=True)
+    >>> _ = mg.update_(sharded, mg.Params([W]), mg.gradient(lambda: mg.sum(W * W),
+    ...                                                     mg.Params([W]))); W
+    param([0.64, 1.28])
+    >>> sharded
+    DistributedOptimiser(Descent(eta=0.1), bucket_bytes=None, shard_state=True)
     """
 
     def __init__(self, opt, bucket_bytes: int | None = None, shard_state: bool = False):
@@ -440,6 +519,7 @@ class DistributedOptimiser(AbstractOptimiser):
         self._checked = None        # (buffer, structure, layout, digest), last hashed
         self._shard = None          # shard_state: this rank's slice, a trainable array
         self._sharded = None        # shard_state: (buffer, bounds, summed-gradient slice)
+        self._whole = False         # shard_state: the whole state is gathered (_whole_state)
 
     # A stage of a chain, or apply_, would average one array at a time.
     def stages(self) -> list:
@@ -460,13 +540,23 @@ class DistributedOptimiser(AbstractOptimiser):
                 "_sharded": None}
 
     def state_dict(self) -> dict:
-        """What a checkpoint keeps: the wrapped optimiser (restored in place).  A sharded
-        optimiser refuses (see :func:`_refuse_sharded`)."""
-        _refuse_sharded(self, "save")
+        """What a checkpoint keeps: the wrapped optimiser (restored in place).  With
+        ``shard_state=True`` this rank holds one slice of the state, so only this module's
+        :func:`save` (which gathers the whole state first), :func:`load` and
+        :func:`synchronize_`, called on every rank, take it; ``minigrad.save`` and
+        ``minigrad.load`` refuse it once it has state."""
+        if self.shard_state and not self._whole and self._shard is not None and any(
+                self._shard in rule.state for rule in self.opt.stages()):
+            raise TypeError(
+                "a DistributedOptimiser with shard_state=True holds only this rank's slice of "
+                "the optimiser state: save and load it with minigrad.distributed.save and "
+                "minigrad.distributed.load (called on every rank), which gather the whole "
+                "state first")
         return {"opt": self.opt}
 
     def load_state_dict(self, state: dict) -> None:
-        _refuse_sharded(self, "load")
+        """Restore the wrapped optimiser; with ``shard_state=True`` its per-parameter state
+        becomes this rank's slice at the next step."""
         self.opt = state["opt"]
 
     def __repr__(self) -> str:
@@ -613,10 +703,36 @@ class DistributedOptimiser(AbstractOptimiser):
         else:
             flat = g.flat
         shard, bounds, summed = self._shard_of(comm, buffer)
+        self._adopt(ps, bounds[comm.Get_rank()])
         counts = np.diff(bounds)
         comm.Reduce_scatter(flat, summed, recvcounts=counts, op=MPI.SUM)
         update_(self._runner()[0], shard, summed)
         comm.Allgatherv(MPI.IN_PLACE, [buffer.data, (counts, bounds[:-1])])
+
+    def _adopt(self, ps: Params, start: int) -> None:
+        """Turn the wrapped rules' per-parameter state for ``ps`` (a checkpoint's, loaded by
+        :func:`load` or :func:`synchronize_`) into the state of this rank's slice, which
+        starts at element ``start`` of the flat buffer, and drop it: the checkpoint's
+        scatter, which needs no communication (every rank loaded the whole file)."""
+        shard = self._shard
+        for rule in self.opt.stages():
+            if len(rule.state) == (shard in rule.state):
+                continue        # (the steady state: the slice's state alone, or none)
+            states = [rule.state.get(p) for p in ps]
+            if all(st is None for st in states):
+                continue
+            if any(st is None for st in states) or any(
+                    st.scalars != states[0].scalars for st in states):
+                raise ValueError(
+                    f"DistributedOptimiser(shard_state=True): {type(rule).__name__} has state "
+                    "for some parameters only, or scalars that differ between them; a sharded "
+                    "optimiser keeps one state for the whole flat buffer")
+            rule.state[shard] = type(states[0])(
+                tuple(np.concatenate([st.arrays[j] for st in states])[start:start + shard.size]
+                      for j in range(len(states[0].arrays))),
+                list(states[0].scalars), shard.shape)
+            for p in ps:
+                del rule.state[p]
 
     def _shard_of(self, comm, buffer) -> tuple:
         """``(shard, bounds, summed)`` for the flat buffer ``buffer``: this rank's slice of
