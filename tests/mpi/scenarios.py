@@ -118,6 +118,18 @@ def none_gradients() -> None:
         np.testing.assert_array_equal(unused.data, np.full(3, 3.0, np.float32))
         assert gs[unused] is None and unused not in dopt.opt.state
     same_on_every_rank(ps, "none")
+    # Sharded: the same steps (the first gathers, the second finds b None on rank 1 again).
+    sW, sb = mg.param(np.full(3, 1.0, np.float32)), mg.param(np.full(3, 2.0, np.float32))
+    sps = mg.Params([sW, sb])
+    sopt = dist.DistributedOptimiser(mg.Descent(0.5), shard_state=True)
+    for _ in range(2):
+        if RANK == 0:
+            gs = mg.gradient(lambda: mg.sum(sW * sW) + mg.sum(sb), sps)
+        else:
+            gs = mg.gradient(lambda: mg.sum(3 * sW), sps)
+        mg.update_(sopt, sps, gs)
+    assert (sW.data.tolist(), sb.data.tolist()) == (W.data.tolist(), b.data.tolist())
+    same_on_every_rank(sps, "none, sharded")
     say("none ok", W.data.tolist(), b.data.tolist())
 
 
