@@ -24,7 +24,8 @@ never summed.
 With ``DistributedOptimiser(opt, shard_state=True)`` (ZeRO-1) each rank keeps ``opt``'s state
 for its own contiguous slice of that buffer (:func:`shard_bounds`): the sum is a
 ``Reduce_scatter`` (each rank gets its slice's sum), the kernel updates the slice, and an
-in-place ``Allgatherv`` brings every slice to every rank; bitwise the unsharded step.
+in-place ``Allgatherv`` brings every slice to every rank: on 2 ranks, bitwise the unsharded
+step.
 """
 
 from __future__ import annotations
@@ -465,9 +466,10 @@ class DistributedOptimiser(AbstractOptimiser):
       later gradients land in one buffer and go in one call.  Host (NumPy) arrays only.
     * Checkpoints (:func:`save`, :func:`minigrad.save`) hold ``opt``'s state.
 
-    ``shard_state=True`` (ZeRO-1): the same steps, bit for bit, with each rank keeping
-    ``opt``'s state for its own slice of the parameters' flat buffer only (rank ``r`` owns
-    elements ``shard_bounds(n, N)[r]`` to ``[r + 1]``), so the state costs ``1/N`` per rank.
+    ``shard_state=True`` (ZeRO-1): the same steps (bit for bit on 2 ranks; with more, MPI
+    may order the sum differently), with each rank keeping ``opt``'s state for its own slice
+    of the parameters' flat buffer only (rank ``r`` owns elements ``shard_bounds(n, N)[r]``
+    to ``[r + 1]``), so the state costs ``1/N`` per rank.
     Each step is one ``Reduce_scatter`` of the flat gradient (each rank gets the sum of its
     slice), ``opt`` behind the ``1/N`` stage on that slice, and one in-place ``Allgatherv``
     of the parameters; ``gs`` is left as this rank's gradient.  Per-parameter scalars
