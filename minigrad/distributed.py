@@ -357,8 +357,8 @@ def _reached(grads: list, someone_missing: bool) -> np.ndarray:
 
 def _check_shardable(opt, bucket_bytes) -> None:
     """Refuse what ``shard_state=True`` cannot do bit for bit like the unsharded step: a chain
-    that is not one fused kernel pass (``ClipNorm``, which needs the norm of the whole
-    gradient; ``ApplyIfFinite``, which decides on the whole gradient; Python stages), and
+    that is not one fused kernel pass (``ClipNorm``, which needs the norm of each parameter's
+    whole gradient; ``ApplyIfFinite``, which decides on the whole gradient; Python stages), and
     ``bucket_bytes`` (the gradient goes in one ``Reduce_scatter``)."""
     if bucket_bytes is not None:
         raise ValueError("DistributedOptimiser: bucket_bytes splits the Allreduce; with "
@@ -368,8 +368,10 @@ def _check_shardable(opt, bucket_bytes) -> None:
     stages = chain.stages()
     if any(isinstance(s, ClipNorm) for s in stages):
         raise ValueError("DistributedOptimiser(ClipNorm ..., shard_state=True) is not "
-                         "supported: ClipNorm needs the norm of the whole averaged gradient, "
-                         "and a rank holds only its slice; use shard_state=False")
+                         "supported: ClipNorm needs the norm of each parameter's whole "
+                         "averaged gradient, a rank holds only its slice, and a norm summed "
+                         "from the ranks' parts would not be bitwise the unsharded one; use "
+                         "shard_state=False")
     passes = fused_passes(chain)
     if len(passes) != 1 or len(passes[0]) != len(stages):
         raise ValueError(

@@ -231,7 +231,7 @@ def test_distributed_optimiser_refuses_misuse(dist):
 
 def test_shard_state_refuses_what_it_cannot_do_bitwise(dist):
     import minigrad as mg
-    with pytest.raises(ValueError, match="ClipNorm needs the norm of the whole averaged"):
+    with pytest.raises(ValueError, match="ClipNorm needs the norm of each parameter's whole"):
         dist.DistributedOptimiser(mg.Optimiser(mg.ClipNorm(1.0), mg.Adam()), shard_state=True)
     with pytest.raises(ValueError, match=r"DistributedOptimiser\(ApplyIfFinite\(Adam\), "
                                          r"shard_state=True\) is not supported"):
