@@ -20,11 +20,19 @@ parameters' :class:`~minigrad.tracker.FlatBuffer`), so the whole sum is ONE in-p
 pass over memory.  Before it, a 3-number ``Allreduce`` checks that every rank has the same
 layout (a hash of the parameters' shapes and dtypes and the rule), so mismatched buffers are
 never summed.
+
+With ``DistributedOptimiser(opt, shard_state=True)`` (ZeRO-1) each rank keeps ``opt``'s state
+for its own contiguous slice of that buffer (:func:`shard_bounds`): the sum is a
+``Reduce_scatter`` (each rank gets its slice's sum), the kernel updates the slice, and an
+in-place ``Allgatherv`` brings every slice to every rank: on 2 ranks, bitwise the unsharded
+step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import os
 import tempfile
 
@@ -33,13 +41,13 @@ import numpy as np
 from . import checkpoint
 from .optimise.flat import flat_buffer
 from .optimise.guard import ApplyIfFinite
-from .optimise.rules import AbstractOptimiser, Optimiser, Rule
-from .optimise.step import update_
+from .optimise.rules import AbstractOptimiser, ClipNorm, Optimiser, Rule
+from .optimise.step import fused_passes, update_
 from .tracker import Grads, Param, Params, _describe
 
 __all__ = ["initialize", "local_rank", "total_workers", "bcast_", "allreduce_",
            "synchronize_", "DistributedOptimiser", "DistributedDataContainer", "save", "load",
-           "LayoutMismatchError"]
+           "LayoutMismatchError", "shard_bounds"]
 
 _INSTALL = ('minigrad.distributed needs mpi4py: pip install "minigrad[mpi]" (mpi4py and the '
             "MPICH wheel), or build mpi4py against your cluster's MPI (see "
@@ -248,10 +256,11 @@ def synchronize_(model_or_params, opt=None, root: int = 0):
     if comm.Get_size() == 1:
         return model_or_params
     path = None
-    if comm.Get_rank() == root:
-        fd, path = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
-        os.close(fd)
-        checkpoint.save(path, model_or_params, opt)
+    with _whole_state(opt, model_or_params):
+        if comm.Get_rank() == root:
+            fd, path = tempfile.mkstemp(suffix=".npz", prefix="minigrad-sync-")
+            os.close(fd)
+            checkpoint.save(path, model_or_params, opt)
     try:
         local = _share_file(comm, path, root)
     finally:
@@ -259,7 +268,8 @@ def synchronize_(model_or_params, opt=None, root: int = 0):
             os.unlink(path)
     try:
         if comm.Get_rank() != root:
-            checkpoint.load(local, model_or_params, opt)
+            with _checkpointing(opt):
+                checkpoint.load(local, model_or_params, opt)
     finally:
         os.unlink(local)
     return model_or_params
@@ -275,8 +285,9 @@ def save(path, model, opt=None, *, extra=None, root: int = 0) -> None:
     True
     """
     comm = _world()
-    if comm.Get_rank() == root:
-        checkpoint.save(path, model, opt, extra=extra)
+    with _whole_state(opt, model):
+        if comm.Get_rank() == root:
+            checkpoint.save(path, model, opt, extra=extra)
     comm.Barrier()
 
 
@@ -294,12 +305,26 @@ def load(path, model, opt=None, *, root: int = 0):
     comm = _world()
     local = _share_file(comm, os.fspath(path), root)
     try:
-        return checkpoint.load(local, model, opt)
+        with _checkpointing(opt):
+            return checkpoint.load(local, model, opt)
     finally:
         os.unlink(local)
 
 
 # -- the optimiser ------------------------------------------------------------------------------
+
+def shard_bounds(n: int, ranks: int) -> list:
+    """Where each rank's slice of a flat buffer of ``n`` elements starts and ends with
+    ``shard_state=True``: ``[0, e1, ..., n]``, rank ``r`` owning elements ``bounds[r]`` to
+    ``bounds[r + 1]``.  Contiguous, in rank order, as even as possible: every rank gets
+    ``n // ranks`` elements and the first ``n % ranks`` ranks one more.
+
+    >>> shard_bounds(10, 2), shard_bounds(11, 2), shard_bounds(5, 3)
+    ([0, 5, 10], [0, 6, 11], [0, 2, 4, 5])
+    """
+    base, extra = divmod(n, ranks)
+    return [0, *itertools.accumulate(base + (r < extra) for r in range(ranks))]
+
 
 class _Average(Rule):
     """Multiply the step by ``factor`` (``1/N``): the first stage of a
@@ -321,9 +346,105 @@ class _Average(Rule):
         return (self.factor,)
 
 
+def _reached(grads: list, someone_missing: bool) -> np.ndarray:
+    """Per parameter, whether some rank has its gradient (``grads`` being this rank's): a
+    ``MAX`` ``Allreduce`` of flags when ``someone_missing`` (on every rank), else all ones."""
+    reached = np.array([v is not None for v in grads], np.uint8)
+    if someone_missing:
+        _world().Allreduce(_mpi().IN_PLACE, reached, op=_mpi().MAX)
+    return reached
+
+
+def _check_shardable(opt, bucket_bytes) -> None:
+    """Refuse what ``shard_state=True`` cannot do bit for bit like the unsharded step: a chain
+    that is not one fused kernel pass (``ClipNorm``, which needs the norm of each parameter's
+    whole gradient; ``ApplyIfFinite``, which decides on the whole gradient; Python stages), and
+    ``bucket_bytes`` (the gradient goes in one ``Reduce_scatter``)."""
+    if bucket_bytes is not None:
+        raise ValueError("DistributedOptimiser: bucket_bytes splits the Allreduce; with "
+                         "shard_state=True the gradient goes in one Reduce_scatter, so leave "
+                         "bucket_bytes out")
+    chain = Optimiser(_Average(1.0), opt)
+    stages = chain.stages()
+    if any(isinstance(s, ClipNorm) for s in stages):
+        raise ValueError("DistributedOptimiser(ClipNorm ..., shard_state=True) is not "
+                         "supported: ClipNorm needs the norm of each parameter's whole "
+                         "averaged gradient, a rank holds only its slice, and a norm summed "
+                         "from the ranks' parts would not be bitwise the unsharded one; use "
+                         "shard_state=False")
+    passes = fused_passes(chain)
+    if len(passes) != 1 or len(passes[0]) != len(stages):
+        raise ValueError(
+            f"DistributedOptimiser({_structure(opt)}, shard_state=True) is not supported: "
+            "a sharded step runs the chain as one fused kernel over this rank's slice, and "
+            "this chain is not one (ApplyIfFinite and stages written in Python need every "
+            "parameter's gradient); use shard_state=False")
+
+
+@contextlib.contextmanager
+def _checkpointing(opt):
+    """While open, ``opt`` (a sharded :class:`DistributedOptimiser`) may be saved or loaded:
+    :func:`save` has gathered its state, :func:`load` and :func:`synchronize_` replace it on
+    every rank (see ``DistributedOptimiser.state_dict``)."""
+    if not isinstance(opt, DistributedOptimiser):
+        yield
+        return
+    opt._whole = True
+    try:
+        yield
+    finally:
+        opt._whole = False
+
+
+@contextlib.contextmanager
+def _whole_state(opt, model):
+    """While open, a :class:`DistributedOptimiser` ``opt`` with ``shard_state=True`` holds
+    the whole state, as the unsharded one would: each state array of this rank's slice is
+    gathered (a buffer ``Allgatherv``, on every rank) into one array over the whole flat
+    buffer, and each parameter of ``model`` gets its part of it as its state, the slice's
+    scalars with it.  On leaving, the slice's state is back as it was.  Anything else (and a
+    sharded optimiser before its first step) passes through unchanged.  Call it on every
+    rank."""
+    sharded = isinstance(opt, DistributedOptimiser) and opt.shard_state
+    if not sharded or opt._sharded is None:
+        yield
+        return
+    buffer, bounds, _ = opt._sharded
+    shard, counts = opt._shard, np.diff(bounds)
+    mine = {id(p): p for _, p in checkpoint.named_params(model)}
+    if not all(i in mine for i in buffer.ids):
+        raise ValueError(f"{len(set(buffer.ids) - set(mine))} of the {len(buffer.ids)} "
+                         "parameters the sharded optimiser updates are not in the model "
+                         "given; pass the model it trains")
+    params = [mine[i] for i in buffer.ids]
+    moved = []
+    for rule in opt.opt.stages():
+        st = rule.state.get(shard)
+        if st is None:
+            continue
+        wholes = []
+        for a in st.arrays:
+            whole = np.empty(buffer.data.size, a.dtype)
+            _world().Allgatherv(a, [whole, (counts, bounds[:-1])])
+            wholes.append(whole)
+        del rule.state[shard]
+        for p, a, b in zip(params, buffer.starts[:-1], buffer.starts[1:], strict=True):
+            rule.state[p] = type(st)(tuple(w[a:b] for w in wholes), list(st.scalars), p.shape)
+        moved.append((rule, st))
+    try:
+        with _checkpointing(opt):
+            yield
+    finally:
+        for rule, st in moved:
+            for p in params:
+                del rule.state[p]
+            rule.state[shard] = st
+
+
 class DistributedOptimiser(AbstractOptimiser):
     """Wrap ``opt`` so that each step uses the gradient averaged over all ranks (Flux's
-    ``DistributedOptimizer``).  ``DistributedOptimiser(opt, bucket_bytes=None)``.
+    ``DistributedOptimizer``).  ``DistributedOptimiser(opt, bucket_bytes=None,
+    shard_state=False)``.
 
     ``update_(dopt, ps, gs)`` (what :func:`minigrad.train_` calls) sums ``gs`` over the ranks
     in place with one buffer ``Allreduce`` (``bucket_bytes``: the most bytes per call, the
@@ -347,7 +468,23 @@ class DistributedOptimiser(AbstractOptimiser):
       later gradients land in one buffer and go in one call.  Host (NumPy) arrays only.
     * Checkpoints (:func:`save`, :func:`minigrad.save`) hold ``opt``'s state.
 
-    On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage:
+    ``shard_state=True`` (ZeRO-1): the same steps (bit for bit on 2 ranks; with more, MPI
+    may order the sum differently), with each rank keeping ``opt``'s state for its own slice
+    of the parameters' flat buffer only (rank ``r`` owns elements ``shard_bounds(n, N)[r]``
+    to ``[r + 1]``), so the state costs ``1/N`` per rank.
+    Each step is one ``Reduce_scatter`` of the flat gradient (each rank gets the sum of its
+    slice), ``opt`` behind the ``1/N`` stage on that slice, and one in-place ``Allgatherv``
+    of the parameters; ``gs`` is left as this rank's gradient.  Per-parameter scalars
+    (Adam's ``βp``) advance alike on every rank.  :func:`save` gathers the whole state first
+    and writes the unsharded optimiser's file; :func:`load` and :func:`synchronize_` load the
+    whole state and the next step keeps this rank's slice (``minigrad.save``/``load`` refuse
+    a sharded optimiser that has state).  It refuses, when built, a chain that does not
+    fuse into one kernel pass (``ClipNorm``, whose norm needs a whole parameter's gradient;
+    ``ApplyIfFinite``; stages in Python) and ``bucket_bytes``; at the step, parameters of
+    several dtypes and a gradient that is ``None`` on every rank.
+
+    On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage, and the
+    one rank's slice is everything:
 
     >>> import numpy as np, minigrad as mg, minigrad.distributed as dist
     >>> W = mg.param([1.0, 2.0])
@@ -355,9 +492,15 @@ class DistributedOptimiser(AbstractOptimiser):
     >>> gs = mg.gradient(lambda: mg.sum(W * W), mg.Params([W]))
     >>> _ = mg.update_(dopt, mg.Params([W]), gs); W
     param([0.8, 1.6])
+    >>> sharded = dist.DistributedOptimiser(mg.Descent(0.1), shard_state=True)
+    >>> _ = mg.update_(sharded, mg.Params([W]), mg.gradient(lambda: mg.sum(W * W),
+    ...                                                     mg.Params([W]))); W
+    param([0.64, 1.28])
+    >>> sharded
+    DistributedOptimiser(Descent(eta=0.1), bucket_bytes=None, shard_state=True)
     """
 
-    def __init__(self, opt, bucket_bytes: int | None = None):
+    def __init__(self, opt, bucket_bytes: int | None = None, shard_state: bool = False):
         if not isinstance(opt, AbstractOptimiser):
             raise TypeError(f"DistributedOptimiser: expected an optimiser to wrap, got {opt!r}")
         if isinstance(opt, DistributedOptimiser):
@@ -367,11 +510,20 @@ class DistributedOptimiser(AbstractOptimiser):
                 bucket_bytes, (int, np.integer)) or bucket_bytes < 1):
             raise ValueError(f"DistributedOptimiser: bucket_bytes must be a positive number "
                              f"of bytes or None (the whole gradient), got {bucket_bytes!r}")
+        if not isinstance(shard_state, bool):
+            raise TypeError(f"DistributedOptimiser: shard_state must be True or False, got "
+                            f"{shard_state!r}")
+        if shard_state:
+            _check_shardable(opt, bucket_bytes)
         self.opt = opt
         self.bucket_bytes = bucket_bytes
+        self.shard_state = shard_state
         self._average = _Average(1.0 / total_workers())
         self._scaled = None         # Optimiser(self._average, <opt, or the guard's opt>)
         self._checked = None        # (buffer, structure, layout, digest), last hashed
+        self._shard = None          # shard_state: this rank's slice, a trainable array
+        self._sharded = None        # shard_state: (buffer, bounds, summed-gradient slice)
+        self._whole = False         # shard_state: the whole state is gathered (_whole_state)
 
     # A stage of a chain, or apply_, would average one array at a time.
     def stages(self) -> list:
@@ -388,17 +540,32 @@ class DistributedOptimiser(AbstractOptimiser):
         """What ``copy`` and ``pickle`` keep: the wrapped optimiser and the settings; the
         scaled chain and the layout cache (which hold the parameters' flat buffer) are
         rebuilt at the next step."""
-        return {**super().__getstate__(), "_scaled": None, "_checked": None}
+        return {**super().__getstate__(), "_scaled": None, "_checked": None,
+                "_sharded": None}
 
     def state_dict(self) -> dict:
-        """What a checkpoint keeps: the wrapped optimiser (restored in place)."""
+        """What a checkpoint keeps: the wrapped optimiser (restored in place).  With
+        ``shard_state=True`` this rank holds one slice of the state, so only this module's
+        :func:`save` (which gathers the whole state first), :func:`load` and
+        :func:`synchronize_`, called on every rank, take it; ``minigrad.save`` and
+        ``minigrad.load`` refuse it once it has state."""
+        if self.shard_state and not self._whole and self._shard is not None and any(
+                self._shard in rule.state for rule in self.opt.stages()):
+            raise TypeError(
+                "a DistributedOptimiser with shard_state=True holds only this rank's slice of "
+                "the optimiser state: save and load it with minigrad.distributed.save and "
+                "minigrad.distributed.load (called on every rank), which gather the whole "
+                "state first")
         return {"opt": self.opt}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the wrapped optimiser; with ``shard_state=True`` its per-parameter state
+        becomes this rank's slice at the next step."""
         self.opt = state["opt"]
 
     def __repr__(self) -> str:
-        return f"DistributedOptimiser({self.opt!r}, bucket_bytes={self.bucket_bytes})"
+        return (f"DistributedOptimiser({self.opt!r}, bucket_bytes={self.bucket_bytes}"
+                f"{', shard_state=True' if self.shard_state else ''})")
 
     # -- the step ---------------------------------------------------------------------------------
     def _runner(self):
@@ -424,7 +591,8 @@ class DistributedOptimiser(AbstractOptimiser):
         if cached is not None and buffer is not None and cached[0] is buffer and (
                 cached[1] == structure):
             return cached[2], cached[3]
-        layout = _layout([(str(i), p) for i, p in enumerate(ps)], self.opt)
+        layout = [*_layout([(str(i), p) for i, p in enumerate(ps)], self.opt),
+                  f"shard_state={self.shard_state}"]
         digest = _hash(layout)
         self._checked = (buffer, structure, layout, digest)
         return layout, digest
@@ -456,6 +624,9 @@ class DistributedOptimiser(AbstractOptimiser):
         comm.Allreduce(MPI.IN_PLACE, meta, op=MPI.MAX)
         if meta[0] != -meta[1]:
             _agree(comm, layout, "DistributedOptimiser")
+        if self.shard_state:
+            self._sharded_step(comm, ps, g, grads, buffer, bool(meta[2]))
+            return x
         if buffer is not None:
             self._allreduce(comm, g.flat)
             flat, views = g.flat, None
@@ -471,26 +642,37 @@ class DistributedOptimiser(AbstractOptimiser):
                 guard.skipped, guard.consecutive = runner.skipped, runner.consecutive
         return x
 
-    def _summed(self, comm, ps: Params, grads: list) -> tuple:
-        """The gradients (zeros for ``None``) gathered into one buffer per dtype and summed
-        over the ranks: ``(flat, buffer, views)``.  Parameters of one dtype move into a
-        :class:`~minigrad.tracker.FlatBuffer` first (``buffer``; ``flat`` is their summed
-        gradient, laid out alike), so that later gradients land in one buffer; ``views`` is
-        each parameter's summed gradient."""
+    @staticmethod
+    def _gathered(ps: Params, grads: list) -> tuple:
+        """The gradients (zeros for ``None``) gathered into one array per dtype:
+        ``(buffer, [(members, flat), ...])``, ``members`` the positions in ``ps`` of that
+        dtype's parameters.  Parameters of one dtype move into a
+        :class:`~minigrad.tracker.FlatBuffer` first (``buffer``, else ``None``; ``flat`` is
+        then laid out alike), so that later gradients land in one buffer."""
         for p in ps:
             if type(p.data) is not np.ndarray:
                 raise TypeError(f"DistributedOptimiser: {_describe(p)} is not on the host; "
                                 "MPI sums host (NumPy) arrays only")
         dtypes = list(dict.fromkeys(p.dtype for p in ps))
-        buffer = flat = None
+        buffer = None
         if len(dtypes) == 1 and all(type(p) is Param for p in ps):
             buffer = flat_buffer(list(ps))
-        views = [None] * len(ps)
+        flats = []
         for dtype in dtypes:
             members = [i for i, p in enumerate(ps) if p.dtype == dtype]
             parts = [np.zeros(ps[i].size, dtype) if grads[i] is None
                      else np.reshape(grads[i], -1) for i in members]
-            summed = np.concatenate(parts).astype(dtype, copy=False)
+            flats.append((members, np.concatenate(parts).astype(dtype, copy=False)))
+        return buffer, flats
+
+    def _summed(self, comm, ps: Params, grads: list) -> tuple:
+        """The gradients gathered (:meth:`_gathered`) and summed over the ranks:
+        ``(flat, buffer, views)``, ``flat`` the summed buffer laid out like ``buffer`` (both
+        ``None`` for several dtypes), ``views`` each parameter's summed gradient."""
+        buffer, flats = self._gathered(ps, grads)
+        views = [None] * len(ps)
+        flat = None
+        for members, summed in flats:
             self._allreduce(comm, summed)
             start = 0
             for i in members:
@@ -499,14 +681,93 @@ class DistributedOptimiser(AbstractOptimiser):
             flat = summed
         return (flat, buffer, views) if buffer is not None else (None, None, views)
 
+    def _sharded_step(self, comm, ps: Params, g: Grads, grads: list, buffer,
+                      someone_missing: bool) -> None:
+        """The step with ``shard_state=True``: one ``Reduce_scatter`` gives this rank the
+        sum of its slice of the flat gradient, ``opt`` behind the ``1/N`` stage updates its
+        slice of the parameters (its state covers that slice only), and one in-place
+        ``Allgatherv`` brings every rank's slice to every rank.  ``g`` is left as it was."""
+        MPI = _mpi()
+        if someone_missing:
+            reached = _reached(grads, True)
+            if not reached.all():
+                i = int(np.argmin(reached))
+                raise ValueError(
+                    f"DistributedOptimiser(shard_state=True): parameter {i} of {len(ps)} "
+                    f"({_describe(ps[i])}) has no gradient on any rank; a sharded step updates "
+                    "every parameter in one kernel (Adam's momentum would still move it), so "
+                    "leave it out of the parameters you pass, or use shard_state=False")
+        if buffer is None or someone_missing:
+            buffer, flats = self._gathered(ps, grads)
+            if buffer is None:
+                raise TypeError("DistributedOptimiser(shard_state=True): the parameters must "
+                                "be trainable arrays of one dtype (one flat buffer to split), "
+                                f"got {sorted({str(p.dtype) for p in ps})}")
+            flat = flats[0][1]
+        else:
+            flat = g.flat
+        shard, bounds, summed = self._shard_of(comm, buffer)
+        self._adopt(ps, bounds[comm.Get_rank()])
+        counts = np.diff(bounds)
+        comm.Reduce_scatter(flat, summed, recvcounts=counts, op=MPI.SUM)
+        update_(self._runner()[0], shard, summed)
+        comm.Allgatherv(MPI.IN_PLACE, [buffer.data, (counts, bounds[:-1])])
+
+    def _adopt(self, ps: Params, start: int) -> None:
+        """Turn the wrapped rules' per-parameter state for ``ps`` (a checkpoint's, loaded by
+        :func:`load` or :func:`synchronize_`) into the state of this rank's slice, which
+        starts at element ``start`` of the flat buffer, and drop it: the checkpoint's
+        scatter, which needs no communication (every rank loaded the whole file)."""
+        shard = self._shard
+        for rule in self.opt.stages():
+            if len(rule.state) == (shard in rule.state):
+                continue        # (the steady state: the slice's state alone, or none)
+            states = [rule.state.get(p) for p in ps]
+            if all(st is None for st in states):
+                continue
+            if any(st is None for st in states) or any(
+                    st.scalars != states[0].scalars for st in states):
+                raise ValueError(
+                    f"DistributedOptimiser(shard_state=True): {type(rule).__name__} has state "
+                    "for some parameters only, or scalars that differ between them; a sharded "
+                    "optimiser keeps one state for the whole flat buffer")
+            rule.state[shard] = type(states[0])(
+                tuple(np.concatenate([st.arrays[j] for st in states])[start:start + shard.size]
+                      for j in range(len(states[0].arrays))),
+                list(states[0].scalars), shard.shape)
+            for p in ps:
+                del rule.state[p]
+
+    def _shard_of(self, comm, buffer) -> tuple:
+        """``(shard, bounds, summed)`` for the flat buffer ``buffer``: this rank's slice of
+        it as a trainable array (one kept from step to step, as the wrapped optimiser keys
+        its state by it), :func:`shard_bounds`, and a buffer for the slice's summed
+        gradient."""
+        cached = self._sharded
+        if cached is not None and cached[0] is buffer:
+            return self._shard, cached[1], cached[2]
+        bounds = shard_bounds(buffer.data.size, comm.Get_size())
+        rank = comm.Get_rank()
+        part = buffer.data[bounds[rank]:bounds[rank + 1]]
+        if self._shard is None:
+            self._shard = Param(part)
+        elif self._shard.size != part.size:
+            raise ValueError(
+                f"DistributedOptimiser(shard_state=True): this rank's slice had "
+                f"{self._shard.size} elements and would now have {part.size} (the parameters "
+                "changed); its optimiser state is for the old slice: use a new "
+                "DistributedOptimiser for new parameters")
+        else:
+            self._shard.data = part     # (the parameters moved to a new flat buffer)
+        self._sharded = (buffer, bounds, np.empty_like(part))
+        return self._shard, bounds, self._sharded[2]
+
     def _fill(self, comm, ps: Params, g: Grads, grads: list, views, flat, buffer,
               someone_missing: bool) -> None:
         """Point ``g`` at the summed gradients: a parameter some rank reached gets its part of
         the sum (zeros from the ranks it was ``None`` on), one no rank reached stays ``None``;
         ``g.flat``/``g.buffer`` then describe the summed buffer (when there is one)."""
-        reached = np.array([v is not None for v in grads], np.uint8)
-        if someone_missing:
-            _world().Allreduce(_mpi().IN_PLACE, reached, op=_mpi().MAX)
+        reached = _reached(grads, someone_missing)
         if views is None:
             starts = buffer.starts
             views = [flat[starts[i]:starts[i + 1]].reshape(p.shape) for i, p in enumerate(ps)]

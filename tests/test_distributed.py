@@ -76,6 +76,28 @@ def test_two_ranks_equal_one_process_bitwise(mpirun, rule, steps, bucket):
     assert done[0] == done[1]
 
 
+@pytest.mark.parametrize("rule, steps, hidden, elements, slices", [
+    ("adam", 25, 15, 199, ["0:100, state 200", "100:199, state 198"]),     # uneven split
+    ("decay", 20, 16, 212, ["0:106, state 212", "106:212, state 212"]),    # WeightDecay+Adam
+])
+def test_sharded_state_is_bitwise_equal_to_unsharded(mpirun, tmp_path, rule, steps, hidden,
+                                                      elements, slices):
+    # The scenario asserts after every step that the shard_state=True parameters equal, bit
+    # for bit, those of the unsharded DistributedOptimiser (itself equal to one process, see
+    # above) and are equal on both ranks; that each rank's state covers its slice only and
+    # Adam's βp match; that the checkpoint saved halfway holds what the unsharded one holds
+    # (synchronize_ halfway changes nothing); and that a fresh sharded optimiser loading it
+    # retakes the second half bit for bit.
+    rc, out, _ = mpirun("sharded", rule, steps, hidden, tmp_path)
+    assert rc == 0, out
+    done = _lines(out, f"sharded {rule}: {steps} steps of {elements} elements")
+    assert sorted(done) == [0, 1], out
+    for rank in (0, 1):
+        # Adam keeps 2 arrays per element: this rank's slice twice, of 2 x 199 (or 2 x 212).
+        assert f"slice {slices[rank]} of {2 * elements}," in done[rank], done
+    assert done[0].split()[-1] == done[1].split()[-1]
+
+
 def test_two_rank_utilities(mpirun):
     # bcast_, allreduce_ (each op), DistributedDataContainer on 7 items, synchronize_ of
     # parameters, Adam state and eta, and a float32 + float64 model: see scenarios.utilities.
@@ -205,6 +227,79 @@ def test_distributed_optimiser_refuses_misuse(dist):
         mg.update_(dopt, mg.param([1.0]), np.ones(1))
     with pytest.raises(ValueError, match="bucket_bytes must be a positive number"):
         dist.DistributedOptimiser(mg.Adam(), bucket_bytes=0)
+
+
+def test_shard_state_refuses_what_it_cannot_do_bitwise(dist):
+    import minigrad as mg
+    with pytest.raises(ValueError, match="ClipNorm needs the norm of each parameter's whole"):
+        dist.DistributedOptimiser(mg.Optimiser(mg.ClipNorm(1.0), mg.Adam()), shard_state=True)
+    with pytest.raises(ValueError, match=r"DistributedOptimiser\(ApplyIfFinite\(Adam\), "
+                                         r"shard_state=True\) is not supported"):
+        dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Adam()), shard_state=True)
+    with pytest.raises(ValueError, match="leave bucket_bytes out"):
+        dist.DistributedOptimiser(mg.Adam(), bucket_bytes=100, shard_state=True)
+    with pytest.raises(TypeError, match="shard_state must be True or False"):
+        dist.DistributedOptimiser(mg.Adam(), shard_state=1)
+    W, unused = mg.param(np.ones(3)), mg.param(np.ones(2))
+    ps = mg.Params([W, unused])
+    sopt = dist.DistributedOptimiser(mg.Adam(0.1), shard_state=True)
+    with pytest.raises(ValueError, match=r"parameter 1 of 2 .* has no gradient on any rank"):
+        mg.update_(sopt, ps, mg.gradient(lambda: mg.sum(W), ps))
+    np.testing.assert_array_equal(W.data, np.ones(3))       # nothing moved
+
+
+def test_one_process_sharded_checkpoint_is_the_unsharded_one(dist, tmp_path):
+    import minigrad as mg
+    models, opts = [], []
+    for shard_state in (False, True):
+        m = {"W": mg.param(np.arange(5, dtype=np.float32)), "b": mg.param(np.ones(2, np.float32))}
+        ps = mg.params(m)
+        dopt = dist.DistributedOptimiser(mg.Adam(0.1), shard_state=shard_state)
+        for _ in range(3):
+            mg.update_(dopt, ps, mg.gradient(lambda m=m: mg.sum(m["W"] * m["W"]) + mg.sum(
+                3 * m["b"]), ps))
+        dist.save(tmp_path / f"{shard_state}.npz", m, dopt)
+        models.append(m), opts.append(dopt)
+    unsharded, sharded = (np.load(tmp_path / f"{s}.npz") for s in (False, True))
+    assert unsharded.files == sharded.files and len(sharded.files) == 7    # 2 params, 4 state
+    for key in sharded.files:
+        np.testing.assert_array_equal(unsharded[key], sharded[key], err_msg=key)
+    # The slice's state is back after the save: 2 arrays of 7, and βp after 3 steps.
+    sopt, W = opts[1], models[1]["W"]
+    [st] = sopt.opt.state.values()
+    assert [a.size for a in st.arrays] == [7, 7]
+    assert st.scalars == opts[0].opt.state[models[0]["W"]].scalars == pytest.approx(
+        [0.9 ** 4, 0.999 ** 4])
+    with pytest.raises(TypeError, match="save and load it with minigrad.distributed.save"):
+        mg.save(tmp_path / "plain.npz", models[1], sopt)
+    assert not (tmp_path / "plain.npz").exists()
+    # Loading scatters at the next step: a fresh sharded optimiser continues like the first.
+    m2 = {"W": mg.param(np.zeros(5, np.float32)), "b": mg.param(np.zeros(2, np.float32))}
+    sopt2 = dist.DistributedOptimiser(mg.Adam(), shard_state=True)
+    dist.load(tmp_path / "False.npz", m2, sopt2)
+    for m, dopt in ((models[1], sopt), (m2, sopt2)):
+        ps = mg.params(m)
+        mg.update_(dopt, ps, mg.gradient(lambda m=m: mg.sum(m["W"]) + mg.sum(m["b"]), ps))
+    np.testing.assert_array_equal(m2["W"].data, W.data)
+    assert m2["W"] not in sopt2.opt.state and len(sopt2.opt.state) == 1     # the slice's
+
+
+def test_one_process_sharded_step_is_the_unsharded_step(dist):
+    # One rank owns the whole buffer: the same bits as without sharding, state of all 7.
+    import minigrad as mg
+    results = []
+    for shard_state in (False, True):
+        W, b = mg.param(np.arange(5, dtype=np.float32)), mg.param(np.ones(2, np.float32))
+        ps = mg.Params([W, b])
+        dopt = dist.DistributedOptimiser(mg.Optimiser(mg.WeightDecay(0.1), mg.Adam(0.1)),
+                                         shard_state=shard_state)
+        for _ in range(3):
+            mg.update_(dopt, ps, mg.gradient(lambda W=W, b=b: mg.sum(W * W) + mg.sum(3 * b),
+                                             ps))
+        results.append(np.concatenate([W.data, b.data]))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert dist.shard_bounds(7, 1) == [0, 7] and dopt._shard.size == 7
+    assert repr(dopt).endswith("shard_state=True)")
 
 
 def test_one_process_checkpoint_holds_the_wrapped_state(dist, tmp_path):

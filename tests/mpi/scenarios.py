@@ -118,6 +118,18 @@ def none_gradients() -> None:
         np.testing.assert_array_equal(unused.data, np.full(3, 3.0, np.float32))
         assert gs[unused] is None and unused not in dopt.opt.state
     same_on_every_rank(ps, "none")
+    # Sharded: the same steps (the first gathers, the second finds b None on rank 1 again).
+    sW, sb = mg.param(np.full(3, 1.0, np.float32)), mg.param(np.full(3, 2.0, np.float32))
+    sps = mg.Params([sW, sb])
+    sopt = dist.DistributedOptimiser(mg.Descent(0.5), shard_state=True)
+    for _ in range(2):
+        if RANK == 0:
+            gs = mg.gradient(lambda: mg.sum(sW * sW) + mg.sum(sb), sps)
+        else:
+            gs = mg.gradient(lambda: mg.sum(3 * sW), sps)
+        mg.update_(sopt, sps, gs)
+    assert (sW.data.tolist(), sb.data.tolist()) == (W.data.tolist(), b.data.tolist())
+    same_on_every_rank(sps, "none, sharded")
     say("none ok", W.data.tolist(), b.data.tolist())
 
 
@@ -240,6 +252,60 @@ def resume(phase: str, path: str, steps: str) -> None:
             dist.save(path, m, dopt, extra={"step": half})
     say(f"{phase} digest {same_on_every_rank(ps, phase)}")
 
+
+def sharded(name: str, steps: str, hidden: str, folder: str) -> None:
+    """``shard_state=True`` against the unsharded DistributedOptimiser on the same data:
+    bitwise equal parameters after every step, equal on both ranks; each rank's optimiser
+    state covers its slice only.  Halfway, both save a checkpoint (the same file), the
+    sharded one is synchronize_d (gathered, loaded, scattered); at the end a fresh sharded
+    optimiser loads the checkpoint and retakes the second half, bitwise."""
+    steps, hidden = int(steps), int(hidden)
+    half = steps // 2
+    m, u = model(hidden), model(hidden)
+    ps, ups = mg.params(m), mg.params(u)
+    n = sum(p.size for p in ps)
+    bounds = dist.shard_bounds(n, SIZE)
+    sopt = dist.DistributedOptimiser(rule(name), shard_state=True)
+    uopt = dist.DistributedOptimiser(rule(name))
+    part = dist.DistributedDataContainer(batches(SIZE * steps))
+    paths = {kind: os.path.join(folder, f"{kind}.npz") for kind in ("sharded", "unsharded")}
+    for k, (x, y) in enumerate(part):
+        mg.update_(sopt, ps, mg.gradient(lambda x=x, y=y: loss_of(m)(x, y), ps))
+        mg.update_(uopt, ups, mg.gradient(lambda x=x, y=y: loss_of(u)(x, y), ups))
+        d = same_on_every_rank(ps, f"sharded step {k + 1}")
+        assert d == digest(ups), f"step {k + 1}: sharded {d}, unsharded {digest(ups)}"
+        if k + 1 == half:
+            dist.save(paths["sharded"], m, sopt, extra={"step": half})
+            dist.save(paths["unsharded"], u, uopt, extra={"step": half})
+            dist.synchronize_(m, sopt)
+    # The state: one entry per rule, for this rank's slice; none for the model's parameters.
+    stages = sopt._scaled.stages()
+    mine = bounds[RANK + 1] - bounds[RANK]
+    sizes = sorted({a.size for r in stages for st in r.state.values() for a in st.arrays})
+    assert sizes == [mine], (sizes, mine)
+    assert not any(p in r.state for r in stages for p in ps)
+    # Adam's βp: as unsharded, and the same on every rank.
+    scalars = stages[-1].state[sopt._shard].scalars
+    assert scalars == uopt._scaled.stages()[-1].state[ups[0]].scalars, scalars
+    assert len(set(map(tuple, dist._world().allgather(scalars)))) == 1
+    held = sum(a.size for r in stages for st in r.state.values() for a in st.arrays)
+    whole = sum(a.size for r in uopt._scaled.stages() for st in r.state.values()
+                for a in st.arrays)
+    if RANK == 0:
+        files = [np.load(paths[kind]) for kind in ("sharded", "unsharded")]
+        assert files[0].files == files[1].files, [f.files for f in files]
+        for key in files[0].files:
+            np.testing.assert_array_equal(files[0][key], files[1][key], err_msg=key)
+    # Resume: a fresh model and sharded optimiser from the (sharded) checkpoint.
+    r = model(hidden)
+    rps, ropt = mg.params(r), dist.DistributedOptimiser(rule(name), shard_state=True)
+    assert dist.load(paths["sharded"], r, ropt)["step"] == half
+    for k in range(half, steps):
+        x, y = part[k]
+        mg.update_(ropt, rps, mg.gradient(lambda x=x, y=y: loss_of(r)(x, y), rps))
+    assert same_on_every_rank(rps, "resumed") == d, "the resumed run differs"
+    say(f"sharded {name}: {steps} steps of {n} elements, slice {bounds[RANK]}:"
+        f"{bounds[RANK + 1]}, state {held} of {whole}, digest {d}")
 
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])
