@@ -987,8 +987,7 @@ class ClipValue(Rule):
 
     @staticmethod
     def math(d, x, thresh):
-        # (np.minimum and np.maximum keep NaN, as Julia's clamp does, and work on whole arrays
-        # too: see kernels.numpy_pass.)
+        # (np.minimum and np.maximum keep NaN, as Julia's clamp does.)
         return np.minimum(np.maximum(d, -thresh), thresh)
 
     def hypers(self, scalars, key, delta):
