@@ -343,11 +343,12 @@ class FlatBuffer:
     (array([1., 1., 2., 2., 2.]), True)
     """
 
-    __slots__ = ("data", "views", "starts", "ids", "landed", "__weakref__")
+    __slots__ = ("data", "views", "starts", "ids", "index", "landed", "__weakref__")
 
     def __init__(self, data, views: list, starts: list, params: list):
         self.data, self.views, self.starts = data, views, starts
         self.ids = tuple(map(id, params))
+        self.index = {ident: i for i, ident in enumerate(self.ids)}     # parameter id -> slot
         self.landed = None
 
     def holds(self, params) -> bool:
@@ -372,9 +373,8 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
     xp = np if type(data) is np.ndarray else array_module(data)
     flat = xp.empty(data.size, dtype=data.dtype)
     reached = set()
-    slot = dict(zip(buffer.ids, range(len(buffer.ids)), strict=True))
     for leaf in leaves:
-        i = slot.get(id(leaf))
+        i = buffer.index.get(id(leaf))
         if i is None:
             continue
         view = flat[buffer.starts[i]:buffer.starts[i + 1]].reshape(leaf.data.shape)

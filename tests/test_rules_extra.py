@@ -249,6 +249,14 @@ def _model(dtype=np.float64):
     return [mg.param(rng.standard_normal(s).astype(dtype)) for s in SHAPES]
 
 
+def _grads_of(ps, values):
+    """A ``Grads`` of ``ps`` holding ``values``, set by hand."""
+    gs = mg.Grads(ps)
+    for p, g in zip(ps, values, strict=True):
+        gs[p] = g
+    return gs
+
+
 def _grads(t, dtype=np.float64):
     rng = np.random.default_rng(100 + t)
     return [(rng.standard_normal(s) * (0.5 + 0.3 * t)).astype(dtype) for s in SHAPES]
@@ -265,10 +273,7 @@ def test_params_and_chains_equal_per_parameter_updates_bitwise(name, chained):
     flat_ps, flat_opt = mg.Params(_model()), build()
     one_by_one, opt = _model(), build()
     for t in range(5):
-        gs = mg.Grads(flat_ps)
-        for p, g in zip(flat_ps, _grads(t), strict=True):
-            gs[p] = g
-        mg.update_(flat_opt, flat_ps, gs)
+        mg.update_(flat_opt, flat_ps, _grads_of(flat_ps, _grads(t)))
         for p, g in zip(one_by_one, _grads(t), strict=True):
             mg.update_(opt, p, g)
     for a, b in zip(flat_ps, one_by_one, strict=True):
@@ -425,10 +430,7 @@ def test_muon_fallback_handles_other_arrays_and_params_match_one_by_one():
     muon, alone, fallback = mg.Muon(0.02), mg.Muon(0.02), rx.AdamW()
     b_alone = mg.param(one_by_one[1].data.copy())
     for t in range(4):
-        gs = mg.Grads(ps)
-        for p, g in zip(ps, _grads(t), strict=True):
-            gs[p] = g
-        mg.update_(muon, ps, gs)
+        mg.update_(muon, ps, _grads_of(ps, _grads(t)))
         for p, g in zip(one_by_one, _grads(t), strict=True):
             mg.update_(alone, p, g)
         mg.update_(fallback, b_alone, _grads(t)[1])
