@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         np.random.seed(args.seed)
 
     # -- the seed, as written ----------------------------------------------------------------
-    W = mg.param(np.random.rand(2, 5))
-    b = mg.param(np.random.rand(2))
+    W = mg.tracker.param(np.random.rand(2, 5))
+    b = mg.tracker.param(np.random.rand(2))
     predict = lambda x: W @ x + b  # noqa: E731  (the seed's one-line function definitions)
     loss = lambda x, y: mg.sum((predict(x) - y) ** 2)  # noqa: E731
     x, y = np.random.rand(5), np.random.rand(2)  # Dummy data

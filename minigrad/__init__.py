@@ -14,7 +14,7 @@
 """
 
 from . import checkpoint, losses, mx, ops, optimise, optimisers, schedules, tracker
-from .autograd import gradient, withgradient
+from .autograd import gradient, param, withgradient
 from .checkpoint import CheckpointError, load, save
 from .dataloader import DataLoader, onecold, onehotbatch
 from .devices import cpu, gpu
@@ -66,7 +66,6 @@ from .tracker import (
     Params,
     data,
     ones,
-    param,
     params,
     rand,
     randn,

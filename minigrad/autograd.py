@@ -1,14 +1,29 @@
-"""Flux's ``gradient`` and ``withgradient`` (Zygote semantics: no check of the loss value).
+"""Flux's ``param``, ``gradient`` and ``withgradient`` (Zygote semantics: parameters are
+recorded only inside a gradient computation, and the loss value is not checked).
 
 The engine is :func:`minigrad.tracker.differentiate`; :mod:`minigrad.tracker` has the Tracker
-flavour of both functions, which raises on a NaN or infinite loss.
+flavour of all three: parameters recorded everywhere, a NaN or infinite loss raising.
 """
 
 from __future__ import annotations
 
-from .tracker import differentiate
+from .tracker import Param, differentiate, param_value
 
-__all__ = ["gradient", "withgradient"]
+__all__ = ["param", "gradient", "withgradient"]
+
+
+def param(x, dtype=None) -> Param:
+    """A new trainable array holding a copy of ``x``.
+
+    Integers and booleans become float64, as Tracker's ``float.(xs)``; ``dtype`` overrides
+    (float32 and float64 only: the optimisers' kernels run on those).  Operations on it are
+    recorded only inside :func:`gradient` and friends; elsewhere they cost what NumPy costs.
+
+    >>> import minigrad as mg
+    >>> mg.param([1, 2, 3])
+    param([1., 2., 3.])
+    """
+    return Param(param_value(x, dtype))
 
 
 def gradient(f, *args):

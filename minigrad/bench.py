@@ -350,8 +350,8 @@ def throughput(rules: dict, n: int, rounds: int = 9, calls: int = 1,
     >>> row.rule, row.k, row.nbytes, row.minigrad > 0 and row.bound > 0
     ('Descent', 0, 12000, True)
     """
+    from .autograd import param
     from .optimise import update_
-    from .tracker import param
 
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal(n).astype(dtype)

@@ -73,12 +73,12 @@ def _to_host_array(a):
 
 def _leaf(move):
     """The leaf function of :func:`minigrad.tree.fmap` that moves every array and parameter
-    with ``move``: a parameter becomes a new one holding the moved array (itself if nothing
-    moved), a tracked value its moved data."""
+    with ``move``: a parameter becomes a new one of its kind holding the moved array (itself
+    if nothing moved), a tracked value its moved data."""
     def leaf(x):
         if isinstance(x, Param):
             moved = move(x.data)
-            return x if moved is x.data else Param(moved)
+            return x if moved is x.data else type(x)(moved)
         if isinstance(x, Node):
             return move(x.data)
         if isinstance(x, np.ndarray) or on_device(x):

@@ -36,6 +36,7 @@ from functools import partial
 
 import numpy as np
 
+from .autograd import param
 from .optimise import rules as _rules
 from .optimise import step as _step
 from .optimise.flat import FLAT_GROUPS, SharedScalars
@@ -65,7 +66,7 @@ from .optimise.rules_extra import (  # Optimisers.jl's rules (its AdamW, ClipNor
     SignDecay,
     Signum,
 )
-from .tracker import Grads, Param, Params, _describe, data, param
+from .tracker import Grads, Param, Params, _describe, data
 from .tree import children, fmap, mirror, walk
 
 __all__ = [

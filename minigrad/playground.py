@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import optimise as _opt
-from .autograd import withgradient
-from .tracker import param, params
+from .autograd import param, withgradient
+from .tracker import params
 
 __all__ = ["Problem", "Result", "PROBLEMS", "RULES", "rosenbrock", "beale", "make_rule", "run",
            "compare", "table", "plot", "tune", "GRID",

@@ -27,7 +27,7 @@ from .arrays import array_module, as_array, device_dtype, library, on_device
 from .tree import mirror, walk
 
 __all__ = [
-    "Param", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
+    "Param", "TrackerParam", "TrackedArray", "Params", "Grads", "param", "params", "data", "grad",
     "gradient", "withgradient", "back_", "update_", "recording", "istracked", "isleaf",
     "rand", "randn", "zeros", "ones", "NotAParameterError", "Tape",
 ]
@@ -165,6 +165,28 @@ class Param(Node):
         self.data[index] = data(value)
 
 
+class TrackerParam(Param):
+    """A trainable array in Tracker's own style: every operation on it is recorded, inside a
+    gradient computation or not, so a loss computed from it can be backpropagated later with
+    :func:`back_` (Tracker's ``l = loss(x, y); back!(l)``).  :func:`param` (this module's,
+    Tracker's ``param``) creates one; ``minigrad.param`` creates a plain :class:`Param`.
+
+    Outside a gradient computation each result is a :class:`TrackedArray` holding its inputs,
+    as in Tracker: the graph lives as long as the result does and goes with it (there is no
+    tape to clear).  Use ``data(x)`` to compute on the raw values.  Plain parameters and
+    everything inside :func:`gradient` are unaffected.
+
+    >>> import minigrad as mg
+    >>> from minigrad.tracker import param, back_, grad
+    >>> W = param([1.0, 2.0])
+    >>> l = mg.sum(W * W)                  # recorded, though no gradient call is open
+    >>> back_(l); grad(W)
+    array([2., 4.])
+    """
+
+    __slots__ = ()
+
+
 class TrackedArray(Node):
     """The result of a differentiable operation recorded on the tape.
 
@@ -257,15 +279,25 @@ class recording:
         _state.tape = self._saved
 
 
+#: Whether a :class:`TrackerParam` was ever made: until then no op outside a tape looks at its
+#: inputs, so that inference on plain parameters costs one flag test per op.
+_tracker_style = False
+
+
 def record(value, inputs: tuple, vjp):
-    """Return ``value`` as is, or as a tape node when a tape is open and an input is tracked.
+    """Return ``value`` as is, or as a tracked node when a tape is open and an input is
+    tracked, or when no tape is open and an input is a :class:`TrackerParam` or a value
+    computed from one (Tracker's style: such a node is on no tape, ``tape`` is ``None``).
 
     This is the one hook every op in :mod:`minigrad.ops` goes through.  ``vjp(g)`` must return
     one gradient per input (``None`` allowed for inputs that are constants).
     """
     tape = _state.tape
     if tape is None:
-        return value
+        if not _tracker_style or not any(
+                isinstance(x, TrackerParam) or (type(x) is TrackedArray and x.tape is None)
+                for x in inputs):
+            return value
     tracked = False
     parents = []
     for x in inputs:
@@ -277,8 +309,27 @@ def record(value, inputs: tuple, vjp):
     if not tracked:
         return value
     node = TrackedArray(value, tuple(parents), vjp, tape)
-    tape.append(node)
+    if tape is not None:
+        tape.append(node)
     return node
+
+
+def _graph(loss: TrackedArray) -> list:
+    """The tracked values ``loss`` was computed from, ``loss`` last, each after its parents:
+    the tape of a graph recorded in Tracker's style (see :class:`TrackerParam`), found by a
+    depth-first walk (iterative, so any depth works)."""
+    order, seen, stack = [], {id(loss)}, [(loss, iter(loss.parents))]
+    while stack:
+        node, parents = stack[-1]
+        for parent in parents:
+            if type(parent) is TrackedArray and id(parent) not in seen:
+                seen.add(id(parent))
+                stack.append((parent, iter(parent.parents)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    return order
 
 
 def _backprop(tape: Tape, loss: Node) -> list:
@@ -651,7 +702,7 @@ def _explicit(f, xs: tuple, check_finite: bool):
             raise TypeError(f"gradient(f, x...) differentiates arrays; argument {i} is "
                             f"{_describe(x)} (nor is it a model: an object or dict holding "
                             "trainable arrays)")
-    ps = tuple(x if model else param(data(x)) for x, model in zip(xs, models, strict=True))
+    ps = tuple(x if model else Param(param_value(x)) for x, model in zip(xs, models, strict=True))
     value, leaves = _run(f, ps, check_finite)
     handed_out: set = set()
     grads = []
@@ -719,15 +770,20 @@ def back_(loss) -> None:
     """Backpropagate from a recorded scalar ``loss``, ADDING into each parameter's ``.grad``.
 
     Tracker's ``back!``: gradients accumulate across calls until read and reset (for example by
-    :func:`update_` or a legacy optimiser's ``opt()``).  ``loss`` must have been computed inside
-    :class:`recording` (or may be a function of no arguments, which is then recorded for you).
-    A NaN or infinite loss raises ``ValueError``.
+    :func:`update_` or a legacy optimiser's ``opt()``).  ``loss`` is recorded when computed from
+    parameters made by this module's :func:`param` (Tracker's style, see
+    :class:`TrackerParam`), or inside :class:`recording`; it may also be a function of no
+    arguments, which is then recorded for you.  A NaN or infinite loss raises ``ValueError``.
 
     >>> import minigrad as mg
     >>> W = mg.param([1.0, 2.0])
     >>> mg.tracker.back_(lambda: mg.sum(3 * W)); mg.tracker.back_(lambda: mg.sum(W))
     >>> W.grad
     array([4., 4.])
+    >>> V = mg.tracker.param([1.0, 2.0])              # Tracker's style: l = loss(); back!(l)
+    >>> l = mg.sum(V * V)
+    >>> mg.tracker.back_(l); V.grad
+    array([2., 4.])
     """
     if callable(loss) and not isinstance(loss, Node):
         with recording():
@@ -737,10 +793,14 @@ def back_(loss) -> None:
         raise ValueError(f"Loss is {'NaN' if np.isnan(value) else 'infinite'} ({value})")
     if not isinstance(loss, Node):
         raise TypeError(
-            "back_() needs a loss computed from trainable arrays inside "
-            "`with minigrad.tracker.recording():` (or pass a function of no arguments)"
+            "back_() needs a recorded loss: create the parameters with minigrad.tracker.param "
+            "(Tracker's style: every operation on them is recorded), or compute the loss "
+            "inside `with minigrad.tracker.recording():`, or pass a function of no arguments"
         )
-    tape = loss.tape if isinstance(loss, TrackedArray) else Tape()
+    if not isinstance(loss, TrackedArray):
+        tape = Tape()
+    else:
+        tape = _graph(loss) if loss.tape is None else loss.tape
     handed_out: set = set()
     for leaf in _backprop(tape, loss):
         g = leaf.g
@@ -753,15 +813,26 @@ def back_(loss) -> None:
 
 # -- constructors and accessors ------------------------------------------------------------------
 
-def param(x, dtype=None) -> Param:
-    """A new trainable array holding a copy of ``x`` (Tracker's ``param``).
-
-    Integers and booleans become float64, as Tracker's ``float.(xs)``; ``dtype`` overrides.
+def param(x, dtype=None) -> TrackerParam:
+    """Tracker's ``param``: a new trainable array holding a copy of ``x``, on which every
+    operation is recorded, so that ``back_(loss(x, y))`` works as in Tracker (see
+    :class:`TrackerParam`).  ``minigrad.param`` (:func:`minigrad.autograd.param`) makes a plain
+    one, recorded only inside a gradient computation, as in Flux with Zygote.
 
     >>> import minigrad as mg
-    >>> mg.param([1, 2, 3])
-    param([1., 2., 3.])
+    >>> W = mg.tracker.param([1, 2, 3])
+    >>> W, mg.tracker.istracked(W * 2)
+    (trackerparam([1., 2., 3.]), True)
     """
+    global _tracker_style
+    _tracker_style = True
+    return TrackerParam(param_value(x, dtype))
+
+
+def param_value(x, dtype=None) -> np.ndarray:
+    """A C-ordered copy of ``x`` as a trainable array's storage: integers and booleans become
+    float64 (as Tracker's ``float.(xs)``), ``dtype`` overrides; anything but float32 or float64
+    is refused with the fix."""
     value = np.array(data(x), dtype=dtype, copy=True, order="C")  # kernels need C order
     if dtype is None and value.dtype.kind in "iub":
         value = value.astype(np.float64)
@@ -776,7 +847,7 @@ def param(x, dtype=None) -> Param:
             f"on those two), got dtype {value.dtype}"
             f"{' in big-endian byte order' if not value.dtype.isnative else ''}; pass "
             "dtype=np.float32 (float16 data then trains in float32) or dtype=np.float64")
-    return Param(value)
+    return value
 
 
 def data(x):

@@ -425,6 +425,89 @@ def test_tracker_update_adds_and_resets_grad():
     np.testing.assert_array_equal(W.data, [-1.0, 1.0])
 
 
+# -- Tracker's own style: tracker.param, l = loss(x, y), back_(l) -----------------------------------
+
+def _mlp_loss(W1, b1, W2, x, y):
+    h = mg.tanh(W1 @ x + b1[:, None])
+    return mg.losses.logitcrossentropy(W2 @ h, y) + mg.sum(W1 * W1) * 0.01
+
+
+def test_tracker_style_back_of_a_loss_computed_outside_gradient():
+    rng = np.random.default_rng(5)
+    values = [rng.standard_normal((4, 3)), rng.standard_normal(4), rng.standard_normal((2, 4))]
+    x, y = rng.standard_normal((3, 6)), np.eye(2)[:, rng.integers(0, 2, 6)]
+    W1, b1, W2 = (tracker.param(v) for v in values)
+    assert type(W1) is tracker.TrackerParam and type(mg.param(values[0])) is tracker.Param
+    l = _mlp_loss(W1, b1, W2, x, y)                 # no gradient call, no recording block
+    assert tracker.istracked(l) and l.tape is None
+    tracker.back_(l)
+    # Against the tape's answer for plain parameters holding the same values ...
+    plain = [mg.param(v) for v in values]
+    gs = mg.gradient(lambda: _mlp_loss(*plain, x, y), mg.Params(plain))
+    for p, q in zip((W1, b1, W2), plain, strict=True):
+        np.testing.assert_allclose(p.grad, gs[q], rtol=1e-12, atol=1e-15)
+    # ... and against central finite differences of the loss.
+    for p in (W1, b1, W2):
+        fd = np.empty_like(p.data)
+        for i in np.ndindex(p.shape):
+            saved = p.data[i]
+            p.data[i] = saved + 1e-6
+            up = float(_mlp_loss(W1, b1, W2, x, y))
+            p.data[i] = saved - 1e-6
+            down = float(_mlp_loss(W1, b1, W2, x, y))
+            p.data[i] = saved
+            fd[i] = (up - down) / 2e-6
+        np.testing.assert_allclose(p.grad, fd, rtol=1e-6, atol=1e-8)
+    tracker.back_(_mlp_loss(W1, b1, W2, x, y))      # back_ accumulates, as Tracker's back!
+    np.testing.assert_allclose(W2.grad, 2 * gs[plain[2]], rtol=1e-12)
+
+
+def test_tracker_style_shared_values_and_depth():
+    V = tracker.param([0.5, -1.0])
+    h = V * V                                        # used three times below
+    tracker.back_(mg.sum(h * h + h) + mg.sum(h))     # d/dV (V⁴ + 2V²) = 4V³ + 4V
+    np.testing.assert_allclose(V.grad, 4 * V.data ** 3 + 4 * V.data, rtol=1e-15)
+    x, a, c = tracker.param([0.5, -1.0]), 1.0001, 0.001
+    y = x
+    for _ in range(5000):                           # 10,000 nodes: the walk is not recursive
+        y = y * a + c
+    tracker.back_(mg.sum(y))
+    np.testing.assert_allclose(x.grad, [a ** 5000] * 2, rtol=1e-10)
+
+
+def test_tracker_style_leaves_plain_parameters_as_they_were():
+    V = tracker.param([1.0, 2.0])
+    W = mg.param([3.0, 4.0])
+    assert type(W * 2) is np.ndarray and type(mg.Dense(2, 1)(np.ones(2))) is np.ndarray
+    with pytest.raises(TypeError, match="minigrad.tracker.param"):
+        tracker.back_(mg.sum(W * W))                # a plain parameter's loss is not recorded
+    tracker.back_(mg.sum(V * W))                    # mixed: the plain one is a parent too
+    np.testing.assert_array_equal(V.grad, [3.0, 4.0])
+    np.testing.assert_array_equal(W.grad, [1.0, 2.0])
+    # Inside gradient() a Tracker parameter is an ordinary one, and .grad is left alone.
+    gs = mg.gradient(lambda: mg.sum(V * V * W), mg.params(V, W))
+    np.testing.assert_array_equal(gs[V], 2 * V.data * W.data)
+    np.testing.assert_array_equal(V.grad, [3.0, 4.0])
+    assert type(mg.cpu(V)) is tracker.TrackerParam and mg.cpu(V) is V
+
+
+def test_tracker_style_graph_goes_with_its_loss():
+    import gc
+    import weakref
+    V = tracker.param(np.ones(1000))
+    gc.disable()                                    # freed by reference counting alone
+    try:
+        h = V * 3.0
+        alive = weakref.ref(h.data)
+        l = mg.sum(h)
+        del h
+        assert alive() is not None                   # the loss holds its graph
+        del l
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("bad, word", [(np.nan, "NaN"), (np.inf, "nfinite"), (-np.inf, "nfinite")])
 def test_tracker_gradient_raises_on_nonfinite_loss(bad, word):
     W = mg.param([1.0, 2.0])

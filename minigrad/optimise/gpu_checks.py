@@ -14,7 +14,8 @@ import inspect
 import numpy as np
 
 from ..arrays import cuda_module
-from ..tracker import Param, param
+from ..autograd import param
+from ..tracker import Param
 from . import rules
 from .cuda import launch
 from .kernels import fused_kernel, n_hypers
