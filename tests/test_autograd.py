@@ -425,7 +425,7 @@ def test_tracker_update_adds_and_resets_grad():
     np.testing.assert_array_equal(W.data, [-1.0, 1.0])
 
 
-# -- Tracker's own style: tracker.param, l = loss(x, y), back_(l) -----------------------------------
+# -- Tracker's own style: tracker.param, l = loss(x, y), back_(l) ---------------------------------
 
 def _mlp_loss(W1, b1, W2, x, y):
     h = mg.tanh(W1 @ x + b1[:, None])

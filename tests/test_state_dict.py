@@ -37,6 +37,38 @@ def test_rule_load_state_dict_continues_bitwise(make):
     assert all(p.data.tobytes() == v.tobytes() for p, v in zip(ps, after_a, strict=True))
 
 
+def test_settings_fixed_at_construction_are_saved_and_restored(tmp_path):
+    from minigrad import optimisers as o
+    W = mg.param(np.arange(3.0))
+    saved = o.AdamW(0.1, λ=0.5, couple=False)
+    _step(saved, [W], 1.0)
+    # Through a file, into a rule built with the other setting: the resumed steps are the
+    # saved rule's (uncoupled decay η·a + λx), not the new one's (η·(a + λx)).
+    path = tmp_path / "ckpt.npz"
+    mg.save(path, {"W": W}, saved)
+    resumed = o.AdamW(0.1, λ=0.5)
+    mg.load(path, {"W": W}, resumed)
+    assert resumed.couple is False
+    start = W.data.copy()
+    _step(saved, [W], 0.5)
+    expected = W.data.copy()
+    W.data[...] = start
+    _step(resumed, [W], 0.5)
+    assert W.data.tobytes() == expected.tobytes()
+    clip = o.ClipNorm(1.0)
+    clip.load_state_dict(o.ClipNorm(2.0, throw=False).state_dict())
+    assert (clip.omega, clip.throw) == (2.0, False)
+    state = saved.state_dict()
+    state["settings"] = {"couple": 1}               # not a bool: refused, nothing changes
+    with pytest.raises(ValueError, match="saved settings"):
+        resumed.load_state_dict(state)
+    assert resumed.couple is False
+    del state["settings"]                           # a file from before settings were saved
+    o.AdamW(0.1, λ=0.5, couple=False).load_state_dict(state)
+    with pytest.raises(ValueError, match="'hyper' and 'state'"):
+        mg.Adam().load_state_dict({**mg.Adam().state_dict(), "settings": {}})
+
+
 def test_load_state_dict_arrays_are_copies_and_failures_change_nothing():
     W = mg.param([1.0, 2.0])
     a, b = mg.Adam(0.1), mg.Adam(0.2)

@@ -279,8 +279,8 @@ class Rule(AbstractOptimiser):
     ``β`` in ``[0, 1)``, ``ϵ ≥ 0``, ``thresh > 0``, ...; the table is in the optimiser docs),
     or a ``ValueError`` names the field and its range and nothing changes.
 
-    ``state_dict()`` / ``load_state_dict(state)`` save and restore the hyperparameters and the
-    per-parameter state (see :meth:`state_dict`).
+    ``state_dict()`` / ``load_state_dict(state)`` save and restore the hyperparameters, the
+    settings and the per-parameter state (see :meth:`state_dict`).
 
     >>> import minigrad as mg
     >>> opt = mg.Adam(); opt.eta = float("nan")
@@ -291,6 +291,9 @@ class Rule(AbstractOptimiser):
 
     fields: tuple = ()
     state_fill: tuple = ()
+    #: Options fixed at construction (``AdamW``'s ``couple``): saved with the state and
+    #: restored by :meth:`load_state_dict`, so that a resumed run takes the same steps.
+    settings: tuple = ()
 
     def __new__(cls, *args, **kwargs):
         if args and _is_parameter_list(args[0]):
@@ -376,8 +379,11 @@ class Rule(AbstractOptimiser):
         for key, st in self.state.items():
             if key is not None:
                 states[key] = {"arrays": list(st.arrays), "scalars": list(st.scalars)}
-        return {"hyper": {attr: getattr(self, attr) for attr, _, _ in self.fields},
-                "state": states}
+        saved = {"hyper": {attr: getattr(self, attr) for attr, _, _ in self.fields},
+                 "state": states}
+        if self.settings:
+            saved["settings"] = {attr: getattr(self, attr) for attr in self.settings}
+        return saved
 
     def _scalar_problem(self, scalars) -> str | None:
         """What is wrong with one parameter's saved scalars, or ``None``.  A fresh state's
@@ -417,10 +423,17 @@ class Rule(AbstractOptimiser):
         [1.0, 1.0]
         """
         rule = type(self).__name__
-        if not isinstance(state, dict) or sorted(state) != ["hyper", "state"]:
-            raise ValueError(f"{rule}: a rule's state is a dict with 'hyper' and 'state', "
-                             f"got {str(state)[:80]}")
+        keys = {"hyper", "state", "settings"} if self.settings else {"hyper", "state"}
+        if not isinstance(state, dict) or not {"hyper", "state"} <= set(state) <= keys:
+            raise ValueError(f"{rule}: a rule's state is a dict with 'hyper' and 'state'"
+                             f"{' (and settings)' if self.settings else ''}, got "
+                             f"{str(state)[:80]}")
         hyper, states = state["hyper"], state["state"]
+        settings = state.get("settings", {})     # (absent from files of older versions)
+        if not isinstance(settings, dict) or not set(settings) <= set(self.settings) or any(
+                type(v) is not type(getattr(self, k)) for k, v in settings.items()):
+            raise ValueError(f"{rule}: the saved settings are {settings!r}; this rule's are "
+                             f"{ {k: getattr(self, k) for k in self.settings} }")
         fields = [attr for attr, _, _ in self.fields]
         if not isinstance(hyper, dict) or sorted(hyper) != sorted(fields):
             raise ValueError(f"{rule}: the state's hyperparameters are "
@@ -456,6 +469,8 @@ class Rule(AbstractOptimiser):
         def commit():
             for attr, value in values.items():
                 setattr(self, attr, value)
+            for attr, value in settings.items():
+                object.__setattr__(self, attr, value)
             for key in list(self.state.keys()):
                 if key not in states:
                     del self.state[key]

@@ -131,8 +131,9 @@ class ClipNorm(Rule):
     ``throw=False`` an infinite norm gives a zero step and a NaN norm a NaN step, as in Julia.
 
     ``ClipNorm(ω=10.0, p=2; throw=True)``; fields ``omega`` (> 0) and ``p`` (> 0, inf
-    allowed).  ``throw`` is set at construction.  Flux's ``minigrad.ClipNorm(thresh)`` (L2,
-    no default, a NaN norm passes the step unchanged) is unchanged.
+    allowed).  ``throw`` is set at construction (and saved with the state).  Flux's
+    ``minigrad.ClipNorm(thresh)`` (L2, no default, a NaN norm passes the step unchanged) is
+    unchanged.
 
     >>> import numpy as np
     >>> from minigrad.optimise.rules_extra import ClipNorm
@@ -146,6 +147,7 @@ class ClipNorm(Rule):
     """
 
     fields = (("omega", "ω", 10.0), ("p", None, 2.0))
+    settings = ("throw",)
     #: The step's norm must be known before the pass, so this stage starts a fused pass.
     needs_whole_step = True
 
@@ -232,7 +234,8 @@ class AdamW(_BiasCorrected):
     ``couple=False`` (Optimisers.jl before 0.4, and Flux's ``minigrad.AdamW``).
 
     ``AdamW(η=0.001, β=(0.9, 0.999), λ=0.0, ϵ=1e-8; couple=True)``; fields ``eta``, ``beta``,
-    ``wd`` (keywords ``λ``, ``lambda``), ``epsilon``.  ``couple`` is set at construction.
+    ``wd`` (keywords ``λ``, ``lambda``), ``epsilon``.  ``couple`` is set at construction (and
+    saved with the state).
 
     >>> import numpy as np
     >>> from minigrad.optimise.rules_extra import AdamW
@@ -245,6 +248,7 @@ class AdamW(_BiasCorrected):
 
     fields = (("eta", "η", 0.001), ("beta", "β", (0.9, 0.999)), ("wd", "λ", 0.0),
               ("epsilon", "ϵ", rules.EPS))
+    settings = ("couple",)
     state_fill = (0.0, 0.0)
 
     def __init__(self, *args, couple: bool = True, **kwargs):
