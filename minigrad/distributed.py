@@ -23,9 +23,11 @@ never summed.
 
 With ``DistributedOptimiser(opt, shard_state=True)`` (ZeRO-1) each rank keeps ``opt``'s state
 for its own contiguous slice of that buffer (:func:`shard_bounds`): the sum is a
-``Reduce_scatter`` (each rank gets its slice's sum), the kernel updates the slice, and an
+``Reduce_scatter`` (each rank gets its slice's sum), the kernels update the slice, and an
 in-place ``Allgatherv`` brings every slice to every rank: on 2 ranks, bitwise the unsharded
-step.
+step.  What needs more than a slice is put together across the ranks, bit for bit: each
+parameter's norm for ``ClipNorm`` (from the ranks' sums of the norm's blocks, see
+:class:`_Slices`), and an outermost ``ApplyIfFinite``'s decision (one flag, ``Allreduce``d).
 """
 
 from __future__ import annotations
@@ -574,13 +576,26 @@ class DistributedOptimiser(AbstractOptimiser):
     Each step is one ``Reduce_scatter`` of the flat gradient (each rank gets the sum of its
     slice), ``opt`` behind the ``1/N`` stage on that slice, and one in-place ``Allgatherv``
     of the parameters; ``gs`` is left as this rank's gradient.  Per-parameter scalars
-    (Adam's ``βp``) advance alike on every rank.  :func:`save` gathers the whole state first
-    and writes the unsharded optimiser's file; :func:`load` and :func:`synchronize_` load the
-    whole state and the next step keeps this rank's slice (``minigrad.save``/``load`` refuse
-    a sharded optimiser that has state).  It refuses, when built, a chain that does not
-    fuse into one kernel pass (``ClipNorm``, whose norm needs a whole parameter's gradient;
-    ``ApplyIfFinite``; stages in Python) and ``bucket_bytes``; at the step, parameters of
-    several dtypes and a gradient that is ``None`` on every rank.
+    (Adam's ``βp``) advance alike on every rank.
+
+    * ``ClipNorm`` (either kind, any ``p``) clips each parameter by the norm of its whole
+      step, as unsharded: every rank sums the blocks of the norm
+      (:func:`minigrad.optimise.cpu.norms`) that start in its slice, a block that a slice
+      ends inside completed with the next rank's elements of it, and an ``Allgatherv`` of
+      the block sums gives every rank every norm, bitwise the unsharded one (a second and a
+      third round where squares overflow or ``p != 2``).  Its pass then runs piece by piece.
+    * An outermost ``ApplyIfFinite`` decides on the summed gradient, as unsharded: each rank
+      checks its slice, and a ``MAX`` ``Allreduce`` of one flag skips the step on every
+      rank (no parameter, no state moves anywhere) when any slice holds a NaN or an
+      infinity; with ``on_nonfinite="raise"`` every rank raises the same error.
+
+    :func:`save` gathers the whole state first and writes the unsharded optimiser's file;
+    :func:`load` and :func:`synchronize_` load the whole state and the next step keeps this
+    rank's slice (``minigrad.save``/``load`` refuse a sharded optimiser that has state).  It
+    refuses, when built, stages written in Python (an ``ApplyIfFinite`` inside a chain,
+    ``AccumGrad``'s, your own), other rules that need a whole array's step, and
+    ``bucket_bytes``; at the step, parameters of several dtypes and a gradient that is
+    ``None`` on every rank.
 
     On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage, and the
     one rank's slice is everything:
@@ -597,6 +612,11 @@ class DistributedOptimiser(AbstractOptimiser):
     param([0.64, 1.28])
     >>> sharded
     DistributedOptimiser(Descent(eta=0.1), bucket_bytes=None, shard_state=True)
+    >>> guarded = dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Optimiser(
+    ...     mg.ClipNorm(0.1), mg.Descent(1.0))), shard_state=True)
+    >>> _ = mg.update_(guarded, mg.Params([W]), mg.gradient(lambda: mg.sum(W * W),
+    ...                                                     mg.Params([W]))); W   # clipped
+    param([0.59527864, 1.19055728])
     """
 
     def __init__(self, opt, bucket_bytes: int | None = None, shard_state: bool = False):
