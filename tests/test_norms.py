@@ -140,13 +140,13 @@ def test_sharded_norms_are_bitwise_the_norms_of_the_whole(ranks, p, sizes, block
     for dtype in (np.float32, np.float64):
         delta = rng.standard_normal(sum(sizes)).astype(dtype)
         starts = np.cumsum([0, *sizes])
-        want = [cpu.pnorm(delta[a:b], p) for a, b in zip(starts[:-1], starts[1:])]
+        want = [cpu.pnorm(delta[a:b], p) for a, b in zip(starts[:-1], starts[1:], strict=True)]
         for got in sharded_norms(sizes, ranks, delta, p, block):
             assert got == want
     # Squares that overflow float64 (p = 2: a second and third round) and a NaN.
     delta = rng.uniform(0.5, 1, sum(sizes)) * 1e300
     delta[-1] = np.nan
-    want = [cpu.pnorm(delta[a:b], p) for a, b in zip(starts[:-1], starts[1:])]
+    want = [cpu.pnorm(delta[a:b], p) for a, b in zip(starts[:-1], starts[1:], strict=True)]
     for got in sharded_norms(sizes, ranks, delta, p, block):
         assert np.array_equal(got, want, equal_nan=True)
 
