@@ -351,7 +351,7 @@ class _Slices:
     def __init__(self, starts, bounds, rank: int, block: int):
         starts, bounds = np.asarray(starts, np.int64), np.asarray(bounds, np.int64)
         self.rank, self.block = rank, block
-        self.lo, self.hi = lo, hi = int(bounds[rank]), int(bounds[rank + 1])
+        lo, hi = int(bounds[rank]), int(bounds[rank + 1])
         #: ``(start, stop, j)``: this rank's piece of array ``j``, in its slice's numbering.
         self.pieces = [(int(max(a, lo) - lo), int(min(b, hi) - lo), j)
                        for j, (a, b) in enumerate(zip(starts[:-1], starts[1:], strict=True))
@@ -403,8 +403,10 @@ class _Slices:
         """Every array's ``p``-norm (:func:`minigrad.optimise.cpu.norms`, bitwise the
         unsharded one) of the step whose slice on this rank is ``delta``, the same on every
         rank: an ``Allgatherv`` of the heads (when a block runs past a slice), then one of
-        the block parts per round of :func:`~minigrad.optimise.cpu.norms` (one round, but
-        where the squares overflow or ``p`` is not 2)."""
+        the block parts per round of :func:`~minigrad.optimise.cpu.norms`: the sums of
+        squares for ``p = 2`` (then the largest elements and the scaled sums where squares
+        overflow), the largest elements and the scaled sums for other ``p`` (``inf``: the
+        largest elements only)."""
         heads = np.empty(int(self.heads.sum()), delta.dtype)
         if heads.size:
             comm.Allgatherv(delta[:self.heads[self.rank]],
@@ -582,8 +584,8 @@ class DistributedOptimiser(AbstractOptimiser):
       step, as unsharded: every rank sums the blocks of the norm
       (:func:`minigrad.optimise.cpu.norms`) that start in its slice, a block that a slice
       ends inside completed with the next rank's elements of it, and an ``Allgatherv`` of
-      the block sums gives every rank every norm, bitwise the unsharded one (a second and a
-      third round where squares overflow or ``p != 2``).  Its pass then runs piece by piece.
+      the block sums gives every rank every norm, bitwise the unsharded one (more rounds
+      where squares overflow, and for ``p != 2``).  Its pass then runs piece by piece.
     * An outermost ``ApplyIfFinite`` decides on the summed gradient, as unsharded: each rank
       checks its slice, and a ``MAX`` ``Allreduce`` of one flag skips the step on every
       rank (no parameter, no state moves anywhere) when any slice holds a NaN or an

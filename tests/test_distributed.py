@@ -353,6 +353,61 @@ def test_one_process_sharded_step_is_the_unsharded_step(dist):
     assert repr(dopt).endswith("shard_state=True)")
 
 
+def test_one_process_sharded_guard_and_clipnorm_are_the_unsharded_ones(dist, tmp_path):
+    # One rank runs the sharded guard's and ClipNorm's collective paths (the flag, the norms
+    # put together from the block parts): the same bits, counters, state and checkpoint as
+    # unsharded, both parameters clipped (gradient norms 14.8 and 4.2 against 1), an inf
+    # skipping step 2; a fresh sharded optimiser continues from the checkpoint alike.
+    import minigrad as mg
+
+    def build(shard_state):
+        m = {"W": mg.param(np.arange(6, dtype=np.float32).reshape(2, 3)),
+             "b": mg.param(np.ones(2, np.float32))}
+        guard = mg.ApplyIfFinite(mg.Optimiser(mg.ClipNorm(1.0), mg.Adam(0.1)), model=m)
+        return m, dist.DistributedOptimiser(guard, shard_state=shard_state)
+
+    def step(m, dopt, bad=None):
+        ps = mg.params(m)
+        gs = mg.gradient(lambda: mg.sum(m["W"] * m["W"]) + mg.sum(3 * m["b"]), ps)
+        if bad is not None:
+            gs[m["b"]][1] = bad
+        mg.update_(dopt, ps, gs)
+
+    runs = [build(False), build(True)]
+    for m, dopt in runs:
+        for k in range(4):
+            step(m, dopt, np.inf if k == 1 else None)
+        dist.save(tmp_path / f"{dopt.shard_state}.npz", m, dopt)
+    (um, u), (sm, s) = runs
+    for key in um:
+        np.testing.assert_array_equal(um[key].data, sm[key].data)
+    assert (s.opt.skipped, s.opt.consecutive) == (u.opt.skipped, u.opt.consecutive) == (1, 0)
+    assert not np.array_equal(um["W"].data, build(False)[0]["W"].data)
+    files = [np.load(tmp_path / f"{shard}.npz") for shard in (False, True)]
+    assert files[0].files == files[1].files
+    for key in files[0].files:
+        np.testing.assert_array_equal(files[0][key], files[1][key], err_msg=key)
+    # The clipped Adam step: each parameter moves by its norm-1 share of the first step.
+    m2, s2 = build(True)
+    dist.load(tmp_path / "False.npz", m2, s2)
+    assert s2.opt.skipped == 1
+    for m, dopt in ((um, u), (m2, s2)):
+        step(m, dopt)
+    for key in um:
+        np.testing.assert_array_equal(um[key].data, m2[key].data)
+    # on_nonfinite="raise": the unsharded guard's error, nothing changed.
+    errors = []
+    for m, dopt in ((um, u), (m2, s2)):
+        dopt.opt.on_nonfinite = "raise"
+        before = [p.data.copy() for p in mg.params(m)]
+        with pytest.raises(mg.NonFiniteGradientError) as err:
+            step(m, dopt, np.nan)
+        assert all(np.array_equal(a, p.data) for a, p in zip(before, mg.params(m), strict=True))
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] and errors[0].startswith(
+        "ApplyIfFinite: the gradient of b (a param of dtype float32 and shape (2,)) has 1 NaN")
+
+
 def test_one_process_checkpoint_holds_the_wrapped_state(dist, tmp_path):
     import minigrad as mg
     W = mg.param(np.arange(3, dtype=np.float32))
