@@ -76,28 +76,29 @@ def test_two_ranks_equal_one_process_bitwise(mpirun, rule, steps, bucket):
     assert done[0] == done[1]
 
 
-@pytest.mark.parametrize("rule, steps, hidden, block, elements, slices", [
-    ("adam", 25, 15, 0, 199, ["0:100, state 200", "100:199, state 198"]),     # uneven split
-    ("decay", 20, 16, 0, 212, ["0:106, state 212", "106:212, state 212"]),    # WeightDecay+Adam
+@pytest.mark.parametrize("rule, steps, hidden, block, dtype, elements, slices", [
+    ("adam", 25, 15, 0, "float32", 199, ["0:100, state 200", "100:199, state 198"]),  # uneven
+    ("decay", 20, 16, 0, "float32", 212, ["0:106, state 212", "106:212, state 212"]),
     # Optimiser(ClipNorm, Adam): each parameter one block of the norm, the first one's cut
-    # by the bound (rank 1 sends rank 0 its 21 elements of it) ...
-    ("clip", 20, 15, 0, 199, ["0:100, state 200", "100:199, state 198"]),
+    # by the bound (rank 1 sends rank 0 its 20 elements of it) ...
+    ("clip", 20, 15, 0, "float32", 199, ["0:100, state 200", "100:199, state 198"]),
     # ... and blocks of 16: the first parameter's 8 blocks split 6 + 1 cut + 1, the others
-    # several blocks each.
-    ("clip", 20, 16, 16, 212, ["0:106, state 212", "106:212, state 212"]),
+    # several blocks each; in float64 too, where the scale keeps every bit of the norm.
+    ("clip", 20, 16, 16, "float32", 212, ["0:106, state 212", "106:212, state 212"]),
+    ("clip", 20, 16, 16, "float64", 212, ["0:106, state 212", "106:212, state 212"]),
     # WeightDecay, ClipNorm(p=3), Adam, ClipNorm(p=inf): three passes, two ClipNorms, each
     # norm in two rounds (the largest element first).
-    ("pclip", 12, 16, 16, 212, ["0:106, state 212", "106:212, state 212"]),
+    ("pclip", 12, 16, 16, "float64", 212, ["0:106, state 212", "106:212, state 212"]),
 ])
 def test_sharded_state_is_bitwise_equal_to_unsharded(mpirun, tmp_path, rule, steps, hidden,
-                                                      block, elements, slices):
+                                                      block, dtype, elements, slices):
     # The scenario asserts after every step that the shard_state=True parameters equal, bit
     # for bit, those of the unsharded DistributedOptimiser (itself equal to one process, see
     # above) and are equal on both ranks; that each rank's state covers its slice only and
     # Adam's βp match; that the checkpoint saved halfway holds what the unsharded one holds
     # (synchronize_ halfway changes nothing); and that a fresh sharded optimiser loading it
     # retakes the second half bit for bit.
-    rc, out, _ = mpirun("sharded", rule, steps, hidden, tmp_path, block)
+    rc, out, _ = mpirun("sharded", rule, steps, hidden, tmp_path, block, dtype)
     assert rc == 0, out
     done = _lines(out, f"sharded {rule}: {steps} steps of {elements} elements")
     assert sorted(done) == [0, 1], out

@@ -25,13 +25,13 @@ def say(*args) -> None:
     sys.stdout.flush()
 
 
-def model(hidden: int = 16):
+def model(hidden: int = 16, dtype: str = "float32"):
     # The same seed on every rank: then synchronize_ has nothing to change, and the test of
     # synchronize_ below changes rank 1's values on purpose.
     rng = np.random.default_rng(0)
     m = mg.Chain(mg.Dense(8, hidden, mg.relu), mg.Dense(hidden, 4))
     for p in mg.params(m):
-        p.data[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.5
+        p.data = (rng.standard_normal(p.shape).astype(np.float32) * 0.5).astype(dtype)
     return m
 
 
@@ -82,9 +82,9 @@ def clipped(name: str, ps, gs) -> int:
     ``update_`` is about to take with this rank's gradients ``gs``."""
     if name not in CLIP:
         return 0
-    average = [dist.allreduce_(np.array(gs[p]), "+") * np.float32(1 / SIZE) for p in ps]
+    average = [dist.allreduce_(np.array(gs[p]), "+") * p.dtype.type(1 / SIZE) for p in ps]
     if name == "pclip":     # WeightDecay comes first
-        average = [a + np.float32(0.1) * p.data for a, p in zip(average, ps, strict=True)]
+        average = [a + p.dtype.type(0.1) * p.data for a, p in zip(average, ps, strict=True)]
     thresh, p = CLIP[name]
     return sum(cpu.pnorm(a, p) > thresh for a in average)
 
@@ -341,19 +341,21 @@ def resume(phase: str, path: str, steps: str) -> None:
     say(f"{phase} digest {same_on_every_rank(ps, phase)}")
 
 
-def sharded(name: str, steps: str, hidden: str, folder: str, block: str = "0") -> None:
+def sharded(name: str, steps: str, hidden: str, folder: str, block: str = "0",
+            dtype: str = "float32") -> None:
     """``shard_state=True`` against the unsharded DistributedOptimiser on the same data:
     bitwise equal parameters after every step, equal on both ranks; each rank's optimiser
     state covers its slice only.  Halfway, both save a checkpoint (the same file), the
     sharded one is synchronize_d (gathered, loaded, scattered); at the end a fresh sharded
     optimiser loads the checkpoint and retakes the second half, bitwise.  ``block``: the
     norm's block size for this run (0: the default), small so that ClipNorm's parameters
-    span several blocks and the shard bound cuts one."""
+    span several blocks and the shard bound cuts one.  ``dtype``: the parameters' (float64
+    keeps ClipNorm's scale to the last bit of the norm)."""
     steps, hidden = int(steps), int(hidden)
     if int(block):
         cpu.NORM_BLOCK = int(block)
     half = steps // 2
-    m, u = model(hidden), model(hidden)
+    m, u = model(hidden, dtype), model(hidden, dtype)
     ps, ups = mg.params(m), mg.params(u)
     n = sum(p.size for p in ps)
     bounds = dist.shard_bounds(n, SIZE)
@@ -392,7 +394,7 @@ def sharded(name: str, steps: str, hidden: str, folder: str, block: str = "0") -
         for key in files[0].files:
             np.testing.assert_array_equal(files[0][key], files[1][key], err_msg=key)
     # Resume: a fresh model and sharded optimiser from the (sharded) checkpoint.
-    r = model(hidden)
+    r = model(hidden, dtype)
     rps, ropt = mg.params(r), dist.DistributedOptimiser(rule(name), shard_state=True)
     assert dist.load(paths["sharded"], r, ropt)["step"] == half
     for k in range(half, steps):
