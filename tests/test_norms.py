@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -73,6 +74,11 @@ def test_float32_squares_add_up_in_float64():
 def test_norm_survives_overflow_and_keeps_nan_and_inf(p, block):
     big = np.full(40, 1e300) * np.random.default_rng(1).uniform(0.5, 1, 40)
     assert cpu.pnorm(big, p) == pytest.approx(exact(big, p), rel=1e-14)
+    one_block = np.zeros(64)
+    one_block[::16] = 1.2e154       # each block's sum is finite, their total is not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu.pnorm(one_block, p) == pytest.approx(exact(one_block, p), rel=1e-14)
     for a, want in (([1e300, np.inf, 1.0], math.inf), ([1e300, np.nan, 1.0], math.nan),
                     ([np.inf, np.nan], math.nan), ([0.0, -0.0], 0.0)):
         got = cpu.pnorm(np.array(a), p)

@@ -229,8 +229,12 @@ def block_maxes(a, block: int | None = None) -> np.ndarray:
 
 
 def _in_order(parts: np.ndarray) -> float:
-    """The sum of ``parts``, added one after the other from the first."""
-    return float(np.add.accumulate(parts)[-1]) if parts.size else 0.0
+    """The sum of ``parts``, added one after the other from the first (inf if it overflows:
+    :func:`norms` then scales)."""
+    if not parts.size:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(np.add.accumulate(parts)[-1])
 
 
 def _largest(maxes: np.ndarray) -> float:
@@ -252,8 +256,8 @@ def norms(p: float, count: int, sums, maxes) -> list:
     * any other ``p``: ``b·(Σₖ sₖ')^(1/p)``, ``sₖ'`` the block sums of ``(|aᵢ|/b)ᵖ`` (``b`` itself
       when it is 0, inf or NaN).
 
-    ``sums`` and ``maxes`` are each called at most once, and the calls depend only on what
-    they returned before (so ranks that get the same parts make the same calls).
+    At most three calls (``sums``; ``maxes`` or not; ``sums`` again or not), each decided by
+    what the earlier ones returned, so ranks that get the same parts make the same calls.
 
     >>> a = np.array([3.0, 4.0])
     >>> norms(2, 1, lambda bigs: [block_sums(a, 2, bigs[0])], lambda: [block_maxes(a)])
