@@ -23,9 +23,11 @@ never summed.
 
 With ``DistributedOptimiser(opt, shard_state=True)`` (ZeRO-1) each rank keeps ``opt``'s state
 for its own contiguous slice of that buffer (:func:`shard_bounds`): the sum is a
-``Reduce_scatter`` (each rank gets its slice's sum), the kernel updates the slice, and an
+``Reduce_scatter`` (each rank gets its slice's sum), the kernels update the slice, and an
 in-place ``Allgatherv`` brings every slice to every rank: on 2 ranks, bitwise the unsharded
-step.
+step.  What needs more than a slice is put together across the ranks, bit for bit: each
+parameter's norm for ``ClipNorm`` (from the ranks' sums of the norm's blocks, see
+:class:`_Slices`), and an outermost ``ApplyIfFinite``'s decision (one flag, ``Allreduce``d).
 """
 
 from __future__ import annotations
@@ -35,14 +37,16 @@ import hashlib
 import itertools
 import os
 import tempfile
+from functools import partial
 
 import numpy as np
 
 from . import checkpoint
+from .optimise import cpu
 from .optimise.flat import flat_buffer
-from .optimise.guard import ApplyIfFinite
-from .optimise.rules import AbstractOptimiser, ClipNorm, Optimiser, Rule
-from .optimise.step import fused_passes, update_
+from .optimise.guard import ApplyIfFinite, all_finite
+from .optimise.rules import AbstractOptimiser, NormClip, Optimiser, Rule
+from .optimise.step import fused_passes, update_, update_pieces
 from .tracker import Grads, Param, Params, _describe
 
 __all__ = ["initialize", "local_rank", "total_workers", "bcast_", "allreduce_",
@@ -326,6 +330,102 @@ def shard_bounds(n: int, ranks: int) -> list:
     return [0, *itertools.accumulate(base + (r < extra) for r in range(ranks))]
 
 
+class _Slices:
+    """How the arrays of a flat buffer (``starts``: array ``j`` is elements ``starts[j]`` to
+    ``starts[j + 1]``) lie across the ranks' slices (``bounds``, :func:`shard_bounds`), seen
+    from rank ``rank``: its piece of each array, for the kernel, and the blocks of the
+    arrays' norms (``block`` elements from each array's first, as
+    :func:`minigrad.optimise.cpu.norms` defines them), for ClipNorm.
+
+    Each block's parts are computed by one rank, its owner: the rank whose slice holds its
+    first element.  A block that runs past its owner's slice ends in the next ranks' slices;
+    each of them sends its head (its elements of a block that started before its slice), so
+    the owner sums the whole block in the same order as one process, bit for bit.  The
+    ranks' block parts, gathered in rank order, are the arrays' parts in order.
+
+    >>> s = _Slices([0, 5, 12], [0, 6, 12], 1, 4)   # arrays of 5 and 7, split at 6, blocks of 4
+    >>> s.pieces, s.owned.tolist(), s.heads.tolist()   # rank 1: a head of [6, 9) from block 2
+    ([(0, 6, 1)], [0, 3, 4], [0, 3])
+    """
+
+    def __init__(self, starts, bounds, rank: int, block: int):
+        starts, bounds = np.asarray(starts, np.int64), np.asarray(bounds, np.int64)
+        self.rank, self.block = rank, block
+        lo, hi = int(bounds[rank]), int(bounds[rank + 1])
+        #: ``(start, stop, j)``: this rank's piece of array ``j``, in its slice's numbering.
+        self.pieces = [(int(max(a, lo) - lo), int(min(b, hi) - lo), j)
+                       for j, (a, b) in enumerate(zip(starts[:-1], starts[1:], strict=True))
+                       if max(a, lo) < min(b, hi)]
+        blocks = -(-np.diff(starts) // block)
+        #: Array ``j``'s blocks are blocks ``first[j]`` to ``first[j + 1]``, in flat order.
+        self.first = np.concatenate([[0], np.cumsum(blocks)])
+        array = np.repeat(np.arange(blocks.size), blocks)
+        begin = starts[:-1][array] + (np.arange(self.first[-1]) - self.first[:-1][array]) * block
+        end = np.minimum(begin + block, starts[1:][array])
+        #: Rank ``r`` owns blocks ``owned[r]`` to ``owned[r + 1]``: those starting in its slice.
+        self.owned = np.searchsorted(begin, bounds)
+        around = np.searchsorted(begin, bounds[:-1], "right") - 1   # the block of each first
+        #: Each rank's head length (0 where its slice starts a block, or is empty).
+        self.heads = np.array([
+            min(b, end[g]) - a if g >= 0 and begin[g] < a < end[g] else 0
+            for a, b, g in zip(bounds[:-1], bounds[1:], around, strict=True)], np.int64)
+        # This rank's owned blocks as runs of whole blocks of one array (slice numbering), and
+        # the one that runs past its slice (always its last).
+        self.runs, self.cut = [], None
+        o0, o1 = int(self.owned[rank]), int(self.owned[rank + 1])
+        g = o0
+        while g < o1:
+            j = int(array[g])
+            g1 = min(o1, int(self.first[j + 1]))
+            whole = g1 - int(end[g1 - 1] > hi)
+            if whole > g:
+                self.runs.append((j, g - o0, whole - o0, int(begin[g]) - lo,
+                                  int(end[whole - 1]) - lo))
+            if whole < g1:
+                self.cut = (j, whole - o0, int(begin[whole]) - lo, int(end[whole]) - hi)
+            g = g1
+
+    def _parts(self, part: np.ndarray, heads: np.ndarray, compute) -> np.ndarray:
+        """This rank's owned blocks' parts, ``compute(view, j)`` giving one per block of a
+        view of whole blocks of array ``j``: ``part`` is this rank's slice of the step,
+        ``heads`` every rank's head, end to end."""
+        out = np.zeros(int(self.owned[self.rank + 1] - self.owned[self.rank]))
+        for j, k0, k1, a, b in self.runs:
+            out[k0:k1] = compute(part[a:b], j)
+        if self.cut is not None:
+            # The rest of the block is the heads of the next ranks, which follow one another.
+            j, k, a, rest = self.cut
+            at = int(self.heads[:self.rank + 1].sum())
+            out[k] = compute(np.concatenate([part[a:], heads[at:at + rest]]), j)[0]
+        return out
+
+    def norms(self, comm, delta: np.ndarray, p: float) -> list:
+        """Every array's ``p``-norm (:func:`minigrad.optimise.cpu.norms`, bitwise the
+        unsharded one) of the step whose slice on this rank is ``delta``, the same on every
+        rank: an ``Allgatherv`` of the heads (when a block runs past a slice), then one of
+        the block parts per round of :func:`~minigrad.optimise.cpu.norms`: the sums of
+        squares for ``p = 2`` (then the largest elements and the scaled sums where squares
+        overflow), the largest elements and the scaled sums for other ``p`` (``inf``: the
+        largest elements only)."""
+        heads = np.empty(int(self.heads.sum()), delta.dtype)
+        if heads.size:
+            comm.Allgatherv(delta[:self.heads[self.rank]],
+                            [heads, (self.heads, np.cumsum(self.heads) - self.heads)])
+
+        def gathered(compute) -> list:
+            parts = np.empty(int(self.first[-1]))
+            comm.Allgatherv(self._parts(delta, heads, compute),
+                            [parts, (np.diff(self.owned), self.owned[:-1])])
+            return [parts[a:b] for a, b in zip(self.first[:-1], self.first[1:], strict=True)]
+
+        def sums(bigs: list) -> list:
+            return gathered(lambda view, j: np.zeros(-(-view.size // self.block))
+                            if bigs[j] is None else cpu.block_sums(view, p, bigs[j], self.block))
+
+        return cpu.norms(p, len(self.first) - 1, sums,
+                         lambda: gathered(lambda view, j: cpu.block_maxes(view, self.block)))
+
+
 class _Average(Rule):
     """Multiply the step by ``factor`` (``1/N``): the first stage of a
     :class:`DistributedOptimiser`'s fused kernel, which turns the summed gradient into the
@@ -356,29 +456,32 @@ def _reached(grads: list, someone_missing: bool) -> np.ndarray:
 
 
 def _check_shardable(opt, bucket_bytes) -> None:
-    """Refuse what ``shard_state=True`` cannot do bit for bit like the unsharded step: a chain
-    that is not one fused kernel pass (``ClipNorm``, which needs the norm of each parameter's
-    whole gradient; ``ApplyIfFinite``, which decides on the whole gradient; Python stages), and
-    ``bucket_bytes`` (the gradient goes in one ``Reduce_scatter``)."""
+    """Refuse what ``shard_state=True`` cannot do bit for bit like the unsharded step: a stage
+    written in Python (it needs every parameter's whole step, where a rank runs the chain's
+    kernels over its slice; an ``ApplyIfFinite`` is one unless it is outermost), a stage
+    other than ClipNorm that needs a whole array's step, and ``bucket_bytes`` (the gradient
+    goes in one ``Reduce_scatter``)."""
     if bucket_bytes is not None:
         raise ValueError("DistributedOptimiser: bucket_bytes splits the Allreduce; with "
                          "shard_state=True the gradient goes in one Reduce_scatter, so leave "
                          "bucket_bytes out")
-    chain = Optimiser(_Average(1.0), opt)
+    chain = Optimiser(_Average(1.0), opt.opt if type(opt) is ApplyIfFinite else opt)
     stages = chain.stages()
-    if any(isinstance(s, ClipNorm) for s in stages):
-        raise ValueError("DistributedOptimiser(ClipNorm ..., shard_state=True) is not "
-                         "supported: ClipNorm needs the norm of each parameter's whole "
-                         "averaged gradient, a rank holds only its slice, and a norm summed "
-                         "from the ranks' parts would not be bitwise the unsharded one; use "
-                         "shard_state=False")
-    passes = fused_passes(chain)
-    if len(passes) != 1 or len(passes[0]) != len(stages):
-        raise ValueError(
-            f"DistributedOptimiser({_structure(opt)}, shard_state=True) is not supported: "
-            "a sharded step runs the chain as one fused kernel over this rank's slice, and "
-            "this chain is not one (ApplyIfFinite and stages written in Python need every "
-            "parameter's gradient); use shard_state=False")
+    fused = [rule for p in fused_passes(chain) for rule in p]
+    for stage in stages:
+        name = type(stage).__name__
+        if not any(stage is rule for rule in fused):
+            raise ValueError(
+                f"DistributedOptimiser({_structure(opt)}, shard_state=True) is not supported: "
+                f"{name} is a stage written in Python, which needs every parameter's whole "
+                "step, and a sharded step runs the chain's kernels over this rank's slice "
+                "(an ApplyIfFinite works outermost only: DistributedOptimiser(ApplyIfFinite("
+                "...), shard_state=True)); use shard_state=False")
+        if getattr(stage, "needs_whole_step", False) and not isinstance(stage, NormClip):
+            raise ValueError(
+                f"DistributedOptimiser({_structure(opt)}, shard_state=True) is not supported: "
+                f"{name} needs each array's whole step, which no rank holds, and only "
+                "ClipNorm's norms are computed across the ranks; use shard_state=False")
 
 
 @contextlib.contextmanager
@@ -409,7 +512,7 @@ def _whole_state(opt, model):
     if not sharded or opt._sharded is None:
         yield
         return
-    buffer, bounds, _ = opt._sharded
+    buffer, bounds = opt._sharded[:2]
     shard, counts = opt._shard, np.diff(bounds)
     mine = {id(p): p for _, p in checkpoint.named_params(model)}
     if not all(i in mine for i in buffer.ids):
@@ -418,7 +521,7 @@ def _whole_state(opt, model):
                          "given; pass the model it trains")
     params = [mine[i] for i in buffer.ids]
     moved = []
-    for rule in opt.opt.stages():
+    for rule in opt._rules():
         st = rule.state.get(shard)
         if st is None:
             continue
@@ -475,13 +578,26 @@ class DistributedOptimiser(AbstractOptimiser):
     Each step is one ``Reduce_scatter`` of the flat gradient (each rank gets the sum of its
     slice), ``opt`` behind the ``1/N`` stage on that slice, and one in-place ``Allgatherv``
     of the parameters; ``gs`` is left as this rank's gradient.  Per-parameter scalars
-    (Adam's ``βp``) advance alike on every rank.  :func:`save` gathers the whole state first
-    and writes the unsharded optimiser's file; :func:`load` and :func:`synchronize_` load the
-    whole state and the next step keeps this rank's slice (``minigrad.save``/``load`` refuse
-    a sharded optimiser that has state).  It refuses, when built, a chain that does not
-    fuse into one kernel pass (``ClipNorm``, whose norm needs a whole parameter's gradient;
-    ``ApplyIfFinite``; stages in Python) and ``bucket_bytes``; at the step, parameters of
-    several dtypes and a gradient that is ``None`` on every rank.
+    (Adam's ``βp``) advance alike on every rank.
+
+    * ``ClipNorm`` (either kind, any ``p``) clips each parameter by the norm of its whole
+      step, as unsharded: every rank sums the blocks of the norm
+      (:func:`minigrad.optimise.cpu.norms`) that start in its slice, a block that a slice
+      ends inside completed with the next rank's elements of it, and an ``Allgatherv`` of
+      the block sums gives every rank every norm, bitwise the unsharded one (more rounds
+      where squares overflow, and for ``p != 2``).  Its pass then runs piece by piece.
+    * An outermost ``ApplyIfFinite`` decides on the summed gradient, as unsharded: each rank
+      checks its slice, and a ``MAX`` ``Allreduce`` of one flag skips the step on every
+      rank (no parameter, no state moves anywhere) when any slice holds a NaN or an
+      infinity; with ``on_nonfinite="raise"`` every rank raises the same error.
+
+    :func:`save` gathers the whole state first and writes the unsharded optimiser's file;
+    :func:`load` and :func:`synchronize_` load the whole state and the next step keeps this
+    rank's slice (``minigrad.save``/``load`` refuse a sharded optimiser that has state).  It
+    refuses, when built, stages written in Python (an ``ApplyIfFinite`` inside a chain,
+    ``AccumGrad``'s, your own), other rules that need a whole array's step, and
+    ``bucket_bytes``; at the step, parameters of several dtypes and a gradient that is
+    ``None`` on every rank.
 
     On one process (``total_workers() == 1``) it is ``opt`` with a ``×1`` stage, and the
     one rank's slice is everything:
@@ -498,6 +614,11 @@ class DistributedOptimiser(AbstractOptimiser):
     param([0.64, 1.28])
     >>> sharded
     DistributedOptimiser(Descent(eta=0.1), bucket_bytes=None, shard_state=True)
+    >>> guarded = dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Optimiser(
+    ...     mg.ClipNorm(0.1), mg.Descent(1.0))), shard_state=True)
+    >>> _ = mg.update_(guarded, mg.Params([W]), mg.gradient(lambda: mg.sum(W * W),
+    ...                                                     mg.Params([W]))); W   # clipped
+    param([0.59527864, 1.19055728])
     """
 
     def __init__(self, opt, bucket_bytes: int | None = None, shard_state: bool = False):
@@ -522,7 +643,7 @@ class DistributedOptimiser(AbstractOptimiser):
         self._scaled = None         # Optimiser(self._average, <opt, or the guard's opt>)
         self._checked = None        # (buffer, structure, layout, digest), last hashed
         self._shard = None          # shard_state: this rank's slice, a trainable array
-        self._sharded = None        # shard_state: (buffer, bounds, summed-gradient slice)
+        self._sharded = None        # shard_state: (buffer, bounds, summed slice, _Slices)
         self._whole = False         # shard_state: the whole state is gathered (_whole_state)
 
     # A stage of a chain, or apply_, would average one array at a time.
@@ -550,7 +671,7 @@ class DistributedOptimiser(AbstractOptimiser):
         :func:`synchronize_`, called on every rank, take it; ``minigrad.save`` and
         ``minigrad.load`` refuse it once it has state."""
         if self.shard_state and not self._whole and self._shard is not None and any(
-                self._shard in rule.state for rule in self.opt.stages()):
+                self._shard in rule.state for rule in self._rules()):
             raise TypeError(
                 "a DistributedOptimiser with shard_state=True holds only this rank's slice of "
                 "the optimiser state: save and load it with minigrad.distributed.save and "
@@ -568,18 +689,29 @@ class DistributedOptimiser(AbstractOptimiser):
                 f"{', shard_state=True' if self.shard_state else ''})")
 
     # -- the step ---------------------------------------------------------------------------------
-    def _runner(self):
-        """What runs after the sum: ``opt`` behind the ``1/N`` stage.  An outermost
-        ``ApplyIfFinite`` keeps its all-or-nothing check over every parameter: a guard of
-        the same setting around the scaled chain, its counters kept in the user's guard."""
+    def _chain(self) -> tuple:
+        """``(chain, guard)``: ``opt`` behind the ``1/N`` stage, and ``None``; or, for an
+        outermost ``ApplyIfFinite`` (whose all-or-nothing check is over every parameter, so it
+        decides before the chain runs), the optimiser it wraps behind the ``1/N`` stage, and
+        the guard."""
         guard = self.opt if type(self.opt) is ApplyIfFinite else None
         inner = self.opt if guard is None else guard.opt
         if self._scaled is None or self._scaled.os[1] is not inner:
             # Kept from step to step: the flat group (the fused state) lives in it.
             self._scaled = Optimiser(self._average, inner)
+        return self._scaled, guard
+
+    def _rules(self) -> list:
+        """The stages of the chain that runs after the sum (the holders of the state)."""
+        return self._chain()[0].stages()
+
+    def _runner(self):
+        """What runs after the unsharded sum: the chain, behind a guard of the same setting
+        as an outermost ``ApplyIfFinite``, its counters kept in the user's guard."""
+        chain, guard = self._chain()
         if guard is None:
-            return self._scaled, None
-        runner = ApplyIfFinite(self._scaled, guard.on_nonfinite, model=guard.model)
+            return chain, None
+        runner = ApplyIfFinite(chain, guard.on_nonfinite, model=guard.model)
         runner.skipped, runner.consecutive = guard.skipped, guard.consecutive
         return runner, guard
 
@@ -710,8 +842,47 @@ class DistributedOptimiser(AbstractOptimiser):
         self._adopt(ps, bounds[comm.Get_rank()])
         counts = np.diff(bounds)
         comm.Reduce_scatter(flat, summed, recvcounts=counts, op=MPI.SUM)
-        update_(self._runner()[0], shard, summed)
+        chain, guard = self._chain()
+        if guard is not None and not self._finite_everywhere(comm, guard, ps, summed):
+            return          # skipped on every rank: no parameter and no state changed anywhere
+        update_pieces(chain, shard, summed, partial(self._clip_pieces, comm, ps))
+        if guard is not None:
+            guard.consecutive = 0
         comm.Allgatherv(MPI.IN_PLACE, [buffer.data, (counts, bounds[:-1])])
+
+    def _finite_everywhere(self, comm, guard: ApplyIfFinite, ps: Params,
+                           summed: np.ndarray) -> bool:
+        """Whether the summed gradient, of which this rank holds ``summed``, is finite
+        everywhere: one ``MAX`` ``Allreduce`` of "not here", so every rank decides alike, as
+        the unsharded guard does on the whole sum.  If not, ``guard`` counts the skip, or
+        (``on_nonfinite='raise'``) every rank raises naming the first such parameter, with its
+        NaN and infinite values counted over the ranks (a ``SUM`` ``Allreduce``)."""
+        MPI = _mpi()
+        bad = np.array([not all_finite(summed)], np.uint8)
+        comm.Allreduce(MPI.IN_PLACE, bad, op=MPI.MAX)
+        if not bad[0]:
+            return True
+        if guard.on_nonfinite == "raise":
+            counts = np.zeros((len(ps), 2), np.int64)
+            for a, b, j in self._sharded[3].pieces:
+                counts[j] = np.isnan(summed[a:b]).sum(), np.isinf(summed[a:b]).sum()
+            comm.Allreduce(MPI.IN_PLACE, counts, op=MPI.SUM)
+            j = int(np.flatnonzero(counts.any(axis=1))[0])
+            guard.refuse(ps[j], f"parameter {j} of {len(ps)}", int(counts[j, 0]),
+                         int(counts[j, 1]), ps[j].size)
+        guard.skip()
+        return False
+
+    def _clip_pieces(self, comm, ps: Params, rule: NormClip, delta: np.ndarray) -> list:
+        """``pieces_of`` for :func:`~minigrad.optimise.step.update_pieces` on this rank's
+        slice, whose step so far is ``delta``: every parameter's norm, computed across the
+        ranks (:class:`_Slices`), gives its hyperparameters, on every rank and in order (a
+        refusal, ``ClipNorm(throw=True)``'s, names the same parameter everywhere); this rank's
+        pieces get theirs."""
+        slices = self._sharded[3]
+        hypers = [rule.norm_hypers(norm, p)
+                  for norm, p in zip(slices.norms(comm, delta, rule.p), ps, strict=True)]
+        return [(a, b, hypers[j]) for a, b, j in slices.pieces]
 
     def _adopt(self, ps: Params, start: int) -> None:
         """Turn the wrapped rules' per-parameter state for ``ps`` (a checkpoint's, loaded by
@@ -719,7 +890,7 @@ class DistributedOptimiser(AbstractOptimiser):
         starts at element ``start`` of the flat buffer, and drop it: the checkpoint's
         scatter, which needs no communication (every rank loaded the whole file)."""
         shard = self._shard
-        for rule in self.opt.stages():
+        for rule in self._rules():
             if len(rule.state) == (shard in rule.state):
                 continue        # (the steady state: the slice's state alone, or none)
             states = [rule.state.get(p) for p in ps]
@@ -742,7 +913,7 @@ class DistributedOptimiser(AbstractOptimiser):
         """``(shard, bounds, summed)`` for the flat buffer ``buffer``: this rank's slice of
         it as a trainable array (one kept from step to step, as the wrapped optimiser keys
         its state by it), :func:`shard_bounds`, and a buffer for the slice's summed
-        gradient."""
+        gradient; ``self._sharded`` keeps them with the :class:`_Slices` of the buffer."""
         cached = self._sharded
         if cached is not None and cached[0] is buffer:
             return self._shard, cached[1], cached[2]
@@ -759,7 +930,8 @@ class DistributedOptimiser(AbstractOptimiser):
                 "DistributedOptimiser for new parameters")
         else:
             self._shard.data = part     # (the parameters moved to a new flat buffer)
-        self._sharded = (buffer, bounds, np.empty_like(part))
+        self._sharded = (buffer, bounds, np.empty_like(part),
+                         _Slices(buffer.starts, bounds, rank, cpu.NORM_BLOCK))
         return self._shard, bounds, self._sharded[2]
 
     def _fill(self, comm, ps: Params, g: Grads, grads: list, views, flat, buffer,

@@ -118,12 +118,13 @@ def test_bench_measures_kernels_against_the_bound(capsys):
 
 def test_precompile_fills_the_cache_that_a_later_process_loads(tmp_path):
     """``python -m minigrad precompile`` compiles every built-in rule's kernel (serial and
-    multi-threaded); a later process then loads Adam's from the cache instead of compiling."""
+    multi-threaded) and the norm's; a later process then loads Adam's from the cache instead
+    of compiling."""
     env = {**os.environ, "MINIGRAD_CACHE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-m", "minigrad", "precompile", "--dtypes", "float32"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    count = 2 * len(mg.optimise.rules.builtin_rules())
+    count = 2 * len(mg.optimise.rules.builtin_rules()) + 1
     assert out.stdout.startswith(f"{count} kernels ready in {tmp_path}")
     script = ("import numpy as np, minigrad as mg; from minigrad.optimise import kernels; "
               "p = mg.param(np.ones(3, np.float32)); mg.update_(mg.Adam(), p, p.data.copy()); "

@@ -76,19 +76,29 @@ def test_two_ranks_equal_one_process_bitwise(mpirun, rule, steps, bucket):
     assert done[0] == done[1]
 
 
-@pytest.mark.parametrize("rule, steps, hidden, elements, slices", [
-    ("adam", 25, 15, 199, ["0:100, state 200", "100:199, state 198"]),     # uneven split
-    ("decay", 20, 16, 212, ["0:106, state 212", "106:212, state 212"]),    # WeightDecay+Adam
+@pytest.mark.parametrize("rule, steps, hidden, block, dtype, elements, slices", [
+    ("adam", 25, 15, 0, "float32", 199, ["0:100, state 200", "100:199, state 198"]),  # uneven
+    ("decay", 20, 16, 0, "float32", 212, ["0:106, state 212", "106:212, state 212"]),
+    # Optimiser(ClipNorm, Adam): each parameter one block of the norm, the first one's cut
+    # by the bound (rank 1 sends rank 0 its 20 elements of it) ...
+    ("clip", 20, 15, 0, "float32", 199, ["0:100, state 200", "100:199, state 198"]),
+    # ... and blocks of 16: the first parameter's 8 blocks split 6 + 1 cut + 1, the others
+    # several blocks each; in float64 too, where the scale keeps every bit of the norm.
+    ("clip", 20, 16, 16, "float32", 212, ["0:106, state 212", "106:212, state 212"]),
+    ("clip", 20, 16, 16, "float64", 212, ["0:106, state 212", "106:212, state 212"]),
+    # WeightDecay, ClipNorm(p=3), Adam, ClipNorm(p=inf): three passes, two ClipNorms, each
+    # norm in two rounds (the largest element first).
+    ("pclip", 12, 16, 16, "float64", 212, ["0:106, state 212", "106:212, state 212"]),
 ])
 def test_sharded_state_is_bitwise_equal_to_unsharded(mpirun, tmp_path, rule, steps, hidden,
-                                                      elements, slices):
+                                                      block, dtype, elements, slices):
     # The scenario asserts after every step that the shard_state=True parameters equal, bit
     # for bit, those of the unsharded DistributedOptimiser (itself equal to one process, see
     # above) and are equal on both ranks; that each rank's state covers its slice only and
     # Adam's βp match; that the checkpoint saved halfway holds what the unsharded one holds
     # (synchronize_ halfway changes nothing); and that a fresh sharded optimiser loading it
     # retakes the second half bit for bit.
-    rc, out, _ = mpirun("sharded", rule, steps, hidden, tmp_path)
+    rc, out, _ = mpirun("sharded", rule, steps, hidden, tmp_path, block, dtype)
     assert rc == 0, out
     done = _lines(out, f"sharded {rule}: {steps} steps of {elements} elements")
     assert sorted(done) == [0, 1], out
@@ -96,6 +106,34 @@ def test_sharded_state_is_bitwise_equal_to_unsharded(mpirun, tmp_path, rule, ste
         # Adam keeps 2 arrays per element: this rank's slice twice, of 2 x 199 (or 2 x 212).
         assert f"slice {slices[rank]} of {2 * elements}," in done[rank], done
     assert done[0].split()[-1] == done[1].split()[-1]
+    if rule != "adam" and rule != "decay":
+        # The first ClipNorm clipped some of the 4 parameters' steps, not all; the bound cut
+        # the first parameter (8 x hidden weights) inside a block of the norm.
+        clips = int(re.search(r"clipped (\d+),", done[0])[1])
+        assert 0 < clips < 4 * steps, done[0]
+        cut = (f"bound in parameter 0 at {slices[1].split(':')[0]} of {8 * hidden}, "
+               f"{int(slices[1].split(':')[0]) % (block or 65536)} into a block of "
+               f"{block or 65536},")
+        assert cut in done[0], done[0]
+
+
+def test_sharded_guard_decides_on_every_rank_alike(mpirun):
+    # DistributedOptimiser(ApplyIfFinite(Optimiser(ClipNorm, Adam)), shard_state=True) against
+    # the unsharded one: at step 2 rank 1 puts a NaN into its gradient of an element that
+    # rank 0's slice holds, at step 4 rank 0 an inf into rank 1's, so each time one rank's
+    # slice of the sum is finite; both ranks skip both steps.  The scenario asserts bitwise
+    # equal parameters, counters and Adam state (its βp advanced 4 times) after every step,
+    # each rank's state its slice only, and that with on_nonfinite="raise" both ranks raise
+    # what the unsharded guard raises, changing nothing.
+    rc, out, _ = mpirun("sharded_guard", 6)
+    assert rc == 0, out
+    done = _lines(out, "sharded guard skipped")
+    assert sorted(done) == [0, 1] and done[0] == done[1], out
+    assert done[0].startswith("sharded guard skipped 2 of 6, consecutive 0, state 106 of 212 "
+                              "per moment"), done[0]
+    assert ("ApplyIfFinite: the gradient of layers.0.weight (a param of dtype float32 and "
+            "shape (16, 8)) has 1 NaN and 2 infinite value(s) of 128; no parameter was "
+            "updated") in done[0], done[0]
 
 
 def test_two_rank_utilities(mpirun):
@@ -231,11 +269,25 @@ def test_distributed_optimiser_refuses_misuse(dist):
 
 def test_shard_state_refuses_what_it_cannot_do_bitwise(dist):
     import minigrad as mg
-    with pytest.raises(ValueError, match="ClipNorm needs the norm of each parameter's whole"):
-        dist.DistributedOptimiser(mg.Optimiser(mg.ClipNorm(1.0), mg.Adam()), shard_state=True)
-    with pytest.raises(ValueError, match=r"DistributedOptimiser\(ApplyIfFinite\(Adam\), "
-                                         r"shard_state=True\) is not supported"):
-        dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Adam()), shard_state=True)
+    from minigrad.optimise import rules_extra
+    # Taken: ClipNorm (either kind, any p) anywhere, an outermost ApplyIfFinite.
+    dist.DistributedOptimiser(mg.ApplyIfFinite(mg.Optimiser(
+        mg.WeightDecay(), mg.ClipNorm(1.0), mg.Adam(), rules_extra.ClipNorm(1.0, np.inf))),
+        shard_state=True)
+    with pytest.raises(ValueError, match=r"DistributedOptimiser\(Optimiser\(ApplyIfFinite\("
+                                         r"Adam\)\), shard_state=True\) is not supported: "
+                                         r"ApplyIfFinite is a stage written in Python.*works "
+                                         r"outermost only"):
+        dist.DistributedOptimiser(mg.Optimiser(mg.ApplyIfFinite(mg.Adam())), shard_state=True)
+    with pytest.raises(ValueError, match="AccumGrad.* is a stage written in Python"):
+        dist.DistributedOptimiser(mg.Optimiser(rules_extra.AccumGrad(2), mg.Adam()),
+                                  shard_state=True)
+
+    class Normalise(mg.Descent):            # a rule of its own that needs the whole step
+        needs_whole_step = True
+    with pytest.raises(ValueError, match="Normalise needs each array's whole step, which no "
+                                         "rank holds, and only ClipNorm's norms"):
+        dist.DistributedOptimiser(mg.Optimiser(Normalise(), mg.Adam()), shard_state=True)
     with pytest.raises(ValueError, match="leave bucket_bytes out"):
         dist.DistributedOptimiser(mg.Adam(), bucket_bytes=100, shard_state=True)
     with pytest.raises(TypeError, match="shard_state must be True or False"):
@@ -300,6 +352,61 @@ def test_one_process_sharded_step_is_the_unsharded_step(dist):
     np.testing.assert_array_equal(results[0], results[1])
     assert dist.shard_bounds(7, 1) == [0, 7] and dopt._shard.size == 7
     assert repr(dopt).endswith("shard_state=True)")
+
+
+def test_one_process_sharded_guard_and_clipnorm_are_the_unsharded_ones(dist, tmp_path):
+    # One rank runs the sharded guard's and ClipNorm's collective paths (the flag, the norms
+    # put together from the block parts): the same bits, counters, state and checkpoint as
+    # unsharded, both parameters clipped (gradient norms 14.8 and 4.2 against 1), an inf
+    # skipping step 2; a fresh sharded optimiser continues from the checkpoint alike.
+    import minigrad as mg
+
+    def build(shard_state):
+        m = {"W": mg.param(np.arange(6, dtype=np.float32).reshape(2, 3)),
+             "b": mg.param(np.ones(2, np.float32))}
+        guard = mg.ApplyIfFinite(mg.Optimiser(mg.ClipNorm(1.0), mg.Adam(0.1)), model=m)
+        return m, dist.DistributedOptimiser(guard, shard_state=shard_state)
+
+    def step(m, dopt, bad=None):
+        ps = mg.params(m)
+        gs = mg.gradient(lambda: mg.sum(m["W"] * m["W"]) + mg.sum(3 * m["b"]), ps)
+        if bad is not None:
+            gs[m["b"]][1] = bad
+        mg.update_(dopt, ps, gs)
+
+    runs = [build(False), build(True)]
+    for m, dopt in runs:
+        for k in range(4):
+            step(m, dopt, np.inf if k == 1 else None)
+        dist.save(tmp_path / f"{dopt.shard_state}.npz", m, dopt)
+    (um, u), (sm, s) = runs
+    for key in um:
+        np.testing.assert_array_equal(um[key].data, sm[key].data)
+    assert (s.opt.skipped, s.opt.consecutive) == (u.opt.skipped, u.opt.consecutive) == (1, 0)
+    assert not np.array_equal(um["W"].data, build(False)[0]["W"].data)
+    files = [np.load(tmp_path / f"{shard}.npz") for shard in (False, True)]
+    assert files[0].files == files[1].files
+    for key in files[0].files:
+        np.testing.assert_array_equal(files[0][key], files[1][key], err_msg=key)
+    # The clipped Adam step: each parameter moves by its norm-1 share of the first step.
+    m2, s2 = build(True)
+    dist.load(tmp_path / "False.npz", m2, s2)
+    assert s2.opt.skipped == 1
+    for m, dopt in ((um, u), (m2, s2)):
+        step(m, dopt)
+    for key in um:
+        np.testing.assert_array_equal(um[key].data, m2[key].data)
+    # on_nonfinite="raise": the unsharded guard's error, nothing changed.
+    errors = []
+    for m, dopt in ((um, u), (m2, s2)):
+        dopt.opt.on_nonfinite = "raise"
+        before = [p.data.copy() for p in mg.params(m)]
+        with pytest.raises(mg.NonFiniteGradientError) as err:
+            step(m, dopt, np.nan)
+        assert all(np.array_equal(a, p.data) for a, p in zip(before, mg.params(m), strict=True))
+        errors.append(str(err.value))
+    assert errors[0] == errors[1] and errors[0].startswith(
+        "ApplyIfFinite: the gradient of b (a param of dtype float32 and shape (2,)) has 1 NaN")
 
 
 def test_one_process_checkpoint_holds_the_wrapped_state(dist, tmp_path):

@@ -142,17 +142,29 @@ class ApplyIfFinite(AbstractOptimiser):
 
     # -- helpers ------------------------------------------------------------------------------
     def _reject(self, result, p, g, where: str):
+        """Refuse (``on_nonfinite='raise'``) or count as skipped the step whose gradient ``g``
+        of parameter ``p`` is not finite; returns ``result``."""
         if self.on_nonfinite == "raise":
             a = np.asarray(data(g))
-            nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
-            name = self._name(p, where)
-            raise NonFiniteGradientError(
-                f"ApplyIfFinite: the gradient of {name} has {nan} NaN and {inf} infinite "
-                f"value(s) of {a.size}; no parameter was updated (on_nonfinite='raise'; use "
-                "'skip' to skip such steps)", name, nan, inf)
+            self.refuse(p, where, int(np.isnan(a).sum()), int(np.isinf(a).sum()), a.size)
+        self.skip()
+        return result
+
+    def skip(self) -> None:
+        """Count one skipped step (a sharded DistributedOptimiser decides across the ranks
+        and calls this and :meth:`refuse` itself)."""
         self.skipped += 1
         self.consecutive += 1
-        return result
+
+    def refuse(self, p, where: str, nan: int, inf: int, size: int):
+        """Raise :class:`NonFiniteGradientError` for parameter ``p`` (``where`` describes it
+        without a model) whose gradient of ``size`` values has ``nan`` NaN and ``inf``
+        infinite ones."""
+        name = self._name(p, where)
+        raise NonFiniteGradientError(
+            f"ApplyIfFinite: the gradient of {name} has {nan} NaN and {inf} infinite "
+            f"value(s) of {size}; no parameter was updated (on_nonfinite='raise'; use "
+            "'skip' to skip such steps)", name, nan, inf)
 
     def _name(self, p, where: str) -> str:
         if self.model is not None:

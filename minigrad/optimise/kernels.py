@@ -49,8 +49,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["fused_kernel", "run", "ready", "PARALLEL_THRESHOLD", "cache_dir", "as_hyper",
-           "finite_sum", "n_hypers"]
+__all__ = ["fused_kernel", "run", "ready", "helper", "PARALLEL_THRESHOLD", "cache_dir",
+           "as_hyper", "finite_sum", "n_hypers"]
 
 #: CPU kernels over at least this many elements run multi-threaded, smaller ones serially.
 #: Between the sizes where the multi-threaded Adam kernel wins in a loop of optimiser steps
@@ -60,6 +60,7 @@ PARALLEL_THRESHOLD = int(os.environ.get("MINIGRAD_PARALLEL_THRESHOLD", 1 << 19))
 
 _kernels: dict = {}     # (rules, update, parallel, target) -> compiled dispatcher
 _ready: dict = {}       # (rules, update, parallel, dtype) -> CPU kernel checked on that dtype
+_helpers: dict = {}     # source -> a backend's helper kernel, checked (see helper)
 _lock = threading.Lock()
 
 
@@ -344,6 +345,24 @@ def fused_kernel(rules: tuple, update: bool, size: int, target: str = "cpu", dty
     return kernel
 
 
+def _probed(load, probe, what: str):
+    """``load(False)``'s kernel once ``probe(kernel)`` has run (so that Numba has loaded or
+    compiled its machine code), with the SHA-256 of its cache files recorded.  A probe that
+    fails means a damaged cache entry: it is deleted and compiled afresh (``load(True)``),
+    with one warning naming ``what``, and probed again."""
+    kernel = load(False)
+    try:
+        probe(kernel)
+    except Exception as err:
+        if type(err).__module__.startswith("numba") and "Typing" in type(err).__name__:
+            raise           # the code itself does not compile: a bug, not a damaged cache
+        _damaged(what, f"{type(err).__name__}: {err}")
+        kernel = load(True)
+        probe(kernel)
+    _record_sums(cache_dir(), kernel.py_func.__module__)
+    return kernel
+
+
 def _checked(key: tuple):
     """The CPU kernel of ``key`` = (rules, update, parallel, dtype), run once on one-element
     arrays of its dtype so that Numba has loaded (or compiled) the machine code the real
@@ -352,18 +371,33 @@ def _checked(key: tuple):
     size = PARALLEL_THRESHOLD if parallel else 0
     one = [np.zeros(1, dtype) for _ in range(2 + sum(len(r.state_fill) for r in rules))]
     h = np.zeros(sum(map(n_hypers, rules)), dtype)
-    kernel = fused_kernel(rules, update, size, dtype=dtype)
-    try:
-        kernel(one[0], one[1], h, *one[2:])
-    except Exception as err:
-        if type(err).__module__.startswith("numba") and "Typing" in type(err).__name__:
-            raise           # the math itself does not compile: a bug, not a damaged cache
-        _damaged(f"the compiled code of {'+'.join(r.__name__ for r in rules)}",
-                 f"{type(err).__name__}: {err}")
-        kernel = fused_kernel(rules, update, size, dtype=dtype, fresh=True)
-        kernel(one[0], one[1], h, *one[2:])
-    _record_sums(cache_dir(), kernel.py_func.__module__)
+    kernel = _probed(
+        lambda fresh: fused_kernel(rules, update, size, dtype=dtype, fresh=fresh),
+        lambda kernel: kernel(one[0], one[1], h, *one[2:]),
+        f"the compiled code of {'+'.join(r.__name__ for r in rules)}")
     _ready[key] = kernel
+    return kernel
+
+
+def helper(source: str, probe, what: str):
+    """The ``kernel`` that the module text ``source`` defines, for the backends' helpers (the
+    CPU norm's block sums): written, cached and checked like the fused kernels, and run once
+    as ``probe(kernel)`` at its first use in the process (see :func:`_probed`; ``what`` names
+    it in the warning about a damaged cache).  Give each dtype a source of its own, so that
+    Numba's cache of it holds one signature.
+
+    >>> import numpy as np
+    >>> text = "from numba import njit\\n@njit(cache=True)\\ndef kernel(a):\\n    a[0] = 7\\n"
+    >>> a = np.zeros(1); helper(text, lambda k: k(np.zeros(1)), "an example")(a); a
+    array([7.])
+    """
+    kernel = _helpers.get(source)
+    if kernel is None:
+        with _lock:
+            kernel = _helpers.get(source)
+            if kernel is None:
+                kernel = _helpers[source] = _probed(
+                    lambda fresh: _load(source, fresh, verified=True), probe, what)
     return kernel
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import rules_extra  # noqa: F401  (its rules are built in too)
+from . import cpu, rules_extra  # noqa: F401  (rules_extra: its rules are built in too)
 from .kernels import ready
-from .rules import builtin_rules
+from .rules import NormClip, builtin_rules
 from .step import fused_passes
 
 __all__ = ["precompile"]
@@ -19,9 +19,10 @@ __all__ = ["precompile"]
 
 def precompile(*optimisers, dtypes=(np.float32, np.float64)) -> int:
     """Compile (or load, checking the cache) the CPU kernels that ``optimisers`` use, for each
-    of ``dtypes``, in both the serial and the multi-threaded variant, so that later processes
-    start from a warm cache.  With no optimiser: every built-in rule on its own.  Returns how
-    many kernels are ready.
+    of ``dtypes``, in both the serial and the multi-threaded variant, and for a ClipNorm the
+    norm's (:func:`minigrad.optimise.cpu.block_sums`), so that later processes start from a
+    warm cache.  With no optimiser: every built-in rule on its own, and the norm's.  Returns
+    how many kernels are ready.
 
     >>> import minigrad as mg
     >>> mg.precompile(mg.Optimiser(mg.WeightDecay(1e-4), mg.Adam()), dtypes=("float32",))
@@ -37,4 +38,8 @@ def precompile(*optimisers, dtypes=(np.float32, np.float64)) -> int:
             for parallel in (False, True):
                 ready(rules, True, parallel, dtype)
                 count += 1
+    if not optimisers or any(issubclass(rule, NormClip) for rules in passes for rule in rules):
+        for dtype in dtypes:
+            cpu.block_sums(np.zeros(1, dtype))      # (its first call loads or compiles it)
+            count += 1
     return count

@@ -33,7 +33,7 @@ from .step import _run, apply_, update_
 __all__ = [
     "AbstractOptimiser", "IdDict", "Rule", "Descent", "Momentum", "Nesterov", "RMSProp", "Adam",
     "RAdam", "AdaMax", "OAdam", "AdaGrad", "AdaDelta", "AMSGrad", "NAdam", "AdaBelief", "AdamW",
-    "Optimiser", "WeightDecay", "ClipValue", "ClipNorm", "ExpDecay", "InvDecay",
+    "Optimiser", "WeightDecay", "ClipValue", "NormClip", "ClipNorm", "ExpDecay", "InvDecay",
     "ADAM", "RADAM", "OADAM", "ADAGrad", "ADADelta", "NADAM", "ADAMW", "EPS",
     "LegacyOptimiser", "SGD", "builtin_rules",
 ]
@@ -1009,7 +1009,33 @@ class ClipValue(Rule):
         return (self.thresh,)
 
 
-class ClipNorm(Rule):
+class NormClip(Rule):
+    """Base of the rules that scale each array's step by a factor of its ``p``-norm (the two
+    ClipNorms): ``hypers`` takes the norm of the whole step (the backend's ``pnorm``) and
+    hands it to :meth:`norm_hypers`.  A sharded step (minigrad.distributed), where a rank
+    holds pieces of several arrays, computes each array's norm across the ranks and calls
+    :meth:`norm_hypers` itself.
+
+    >>> import numpy as np, minigrad as mg
+    >>> mg.ClipNorm(1.0).hypers([], None, np.array([3.0, 4.0])), mg.ClipNorm(1.0).p
+    ((0.2,), 2.0)
+    """
+
+    #: The step's norm must be known before the pass, so this stage starts a fused pass.
+    needs_whole_step = True
+    #: The norm's order (a field of its own where a subclass lets it be chosen).
+    p = 2.0
+
+    def norm_hypers(self, norm: float, key) -> tuple:
+        """The hyperparameters ``math`` receives for an array whose step has ``p``-norm
+        ``norm`` (``key``, its parameter, names it in errors)."""
+        raise NotImplementedError
+
+    def hypers(self, scalars, key, delta):
+        return self.norm_hypers(backend_of(delta).pnorm(delta, self.p), key)
+
+
+class ClipNorm(NormClip):
     """Scale the step down to L2 norm ``thresh`` when its norm (per array) exceeds it.
 
     ``ClipNorm(thresh)``.
@@ -1020,8 +1046,6 @@ class ClipNorm(Rule):
     """
 
     fields = (("thresh", None, None),)
-    #: The step's norm must be known before the pass, so this stage starts a fused pass.
-    needs_whole_step = True
 
     def __init__(self, thresh, **kwargs):
         super().__init__(thresh, **kwargs)
@@ -1030,8 +1054,7 @@ class ClipNorm(Rule):
     def math(d, x, scale):
         return d * scale
 
-    def hypers(self, scalars, key, delta):
-        norm = backend_of(delta).l2norm(delta)
+    def norm_hypers(self, norm, key):
         return (self.thresh / norm if norm > self.thresh else 1.0,)
 
 

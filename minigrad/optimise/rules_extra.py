@@ -21,7 +21,6 @@ import numpy as np
 from ..arrays import library, on_device
 from ..tracker import _describe, data
 from . import rules
-from .backend import backend_of
 from .rules import IdDict, Rule, _BiasCorrected, _hyper
 from .step import apply_
 from .train import DomainError
@@ -124,7 +123,7 @@ class ClipGrad(rules.ClipValue):
         return "thresh" if key == "delta" else super()._keyword(key)
 
 
-class ClipNorm(Rule):
+class ClipNorm(rules.NormClip):
     """Optimisers.jl's ClipNorm: scale the step by ``min(ω/‖g‖ₚ, 1)``, the p-norm taken per
     array (``p = inf``: the largest ``|gᵢ|``).  With ``throw=True`` (the default) a norm that
     is infinite or NaN raises :class:`~minigrad.DomainError` before anything changes; with
@@ -148,8 +147,6 @@ class ClipNorm(Rule):
 
     fields = (("omega", "ω", 10.0), ("p", None, 2.0))
     settings = ("throw",)
-    #: The step's norm must be known before the pass, so this stage starts a fused pass.
-    needs_whole_step = True
 
     def __init__(self, *args, throw: bool = True, **kwargs):
         if not isinstance(throw, bool):
@@ -161,8 +158,7 @@ class ClipNorm(Rule):
     def math(d, x, scale):
         return d * scale
 
-    def hypers(self, scalars, key, delta):
-        norm = backend_of(delta).pnorm(delta, self.p)
+    def norm_hypers(self, norm, key):
         if self.throw and not _math.isfinite(norm):
             raise DomainError(f"gradient has {float(self.p)}-norm {norm}, for array "
                               f"{_describe(key)}")

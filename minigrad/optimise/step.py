@@ -19,7 +19,7 @@ from .backend import backend_for, backend_of
 from .flat import SharedScalars, steady_step, update_flat
 from .kernels import finite_sum
 
-__all__ = ["apply_", "update_", "fused_passes"]
+__all__ = ["apply_", "update_", "update_pieces", "fused_passes"]
 
 
 def _stages(opt) -> list:
@@ -79,9 +79,19 @@ def fused_passes(opt) -> list:
     return [p for p in _plan(opt) if isinstance(p, list)]
 
 
-def _fused_pass(be, rules: list, key, flat_x, flat_d, update: bool) -> None:
-    """Run ``rules`` as one kernel over the flat views; commit their state afterwards."""
+def _kernel(be, rules: list, update: bool, x, d, hypers: list, states: list) -> None:
+    """One kernel call of the fused pass ``rules``, its hyperparameters checked first."""
+    if not finite_sum(hypers):
+        _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
+    be.run(tuple(map(type, rules)), update, x, d, hypers, states)
+
+
+def _fused_pass(be, rules: list, key, flat_x, flat_d, update: bool, pieces_of=None) -> None:
+    """Run ``rules`` as one kernel over the flat views; commit their state afterwards.  With
+    ``pieces_of`` (see :func:`update_pieces`) a pass that starts with a stage needing the whole
+    step runs piece by piece, that stage's hyperparameters those of each piece."""
     states, fresh, hypers, arrays = [], [], [], []
+    pieces = None
     for rule in rules:
         state = rule.state.get(key)
         fresh.append(state is None)
@@ -94,11 +104,18 @@ def _fused_pass(be, rules: list, key, flat_x, flat_d, update: bool) -> None:
                 "new optimiser for the moved parameters (minigrad.gpu(...) and "
                 "minigrad.cpu(...) make new parameters, which start with fresh state)")
         states.append(state)
-        hypers += rule.hypers(state.scalars, key, flat_d)
+        if pieces_of is not None and rule is rules[0] and getattr(rule, "needs_whole_step",
+                                                                 False):
+            pieces = pieces_of(rule, flat_d)
+        else:
+            hypers += rule.hypers(state.scalars, key, flat_d)
         arrays += state.arrays
-    if not finite_sum(hypers):
-        _check_optimiser(rules)     # names the culprit; passes only if a sum overflowed
-    be.run(tuple(map(type, rules)), update, flat_x, flat_d, hypers, arrays)
+    if pieces is None:
+        _kernel(be, rules, update, flat_x, flat_d, hypers, arrays)
+    else:
+        for a, b, first in pieces:
+            _kernel(be, rules, update, flat_x[a:b], flat_d[a:b], [*first, *hypers],
+                    [s[a:b] for s in arrays])
     for rule, state, new in zip(rules, states, fresh, strict=True):
         if type(state.scalars) is SharedScalars:
             # A flat group's member updated on its own: its scalars are its own from now on,
@@ -115,24 +132,24 @@ def _operands(name: str, x, g, update: bool) -> tuple:
     return backend_for(name, x, g).operands(name, x, g, update)
 
 
-def _step(passes: list, x, target, gd, update: bool):
+def _step(passes: list, x, target, gd, update: bool, pieces_of=None):
     """Apply the planned chain ``passes`` to parameter ``x`` (storage ``target``) with the
     checked gradient ``gd``.
 
     ``update=True``: ``x -= step``, ``gd`` untouched.  ``update=False``: ``gd`` (Flux's ``Δ``)
-    is overwritten with the step and returned.
+    is overwritten with the step and returned.  ``pieces_of``: see :func:`update_pieces`.
     """
     be = backend_of(target)
     key = x if isinstance(x, Node) else target
     flat_x = be.flat_view(target)
     if update and len(passes) == 1 and isinstance(passes[0], list):
-        _fused_pass(be, passes[0], key, flat_x, be.flat_view(gd), update=True)
+        _fused_pass(be, passes[0], key, flat_x, be.flat_view(gd), True, pieces_of)
         return x
     delta = be.copy(gd) if update else gd
     flat_d = be.flat_view(delta)
     for p in passes:
         if isinstance(p, list):
-            _fused_pass(be, p, key, flat_x, flat_d, update=False)
+            _fused_pass(be, p, key, flat_x, flat_d, False, pieces_of)
         else:
             result = p.apply_(x, delta)
             if result is not delta:
@@ -160,6 +177,27 @@ def apply_(opt, x, Δ):
     array([0.1, 0.2])
     """
     return _run(opt, x, Δ, update=False, name=f"apply_({type(opt).__name__})")
+
+
+def update_pieces(opt, x, g, pieces_of):
+    """``update_(opt, x, g)`` for a parameter ``x`` whose flat storage holds pieces of several
+    arrays, end to end (a rank's slice of a flat buffer in a sharded step, see
+    :mod:`minigrad.distributed`): a pass that starts with a stage needing each array's whole
+    step (ClipNorm) asks ``pieces_of(stage, Δ)``, ``Δ`` the flat step so far, for the pieces
+    as ``(start, stop, hyperparameters of that stage)`` and runs its kernel piece by piece;
+    every other pass, and the state (one for all of ``x``), are as in ``update_``.
+
+    >>> import numpy as np, minigrad as mg
+    >>> x, clip = mg.param(np.zeros(4)), mg.ClipNorm(1.0)
+    >>> halves = lambda rule, d: [(0, 2, rule.hypers([], None, d[:2])),
+    ...                           (2, 4, rule.hypers([], None, d[2:]))]
+    >>> _ = update_pieces(mg.Optimiser(clip, mg.Descent(1.0)), x,
+    ...                   np.array([3.0, 4.0, 0.3, 0.4]), halves); x
+    param([-0.6, -0.8, -0.3, -0.4])
+    """
+    passes = _plan(opt)
+    target, gd = _operands(f"update_({type(opt).__name__})", x, g, True)
+    return _step(passes, x, target, gd, True, pieces_of)
 
 
 def _update_all(opt, ps, gs):

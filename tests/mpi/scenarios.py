@@ -14,6 +14,7 @@ import numpy as np
 
 import minigrad as mg
 import minigrad.distributed as dist
+from minigrad.optimise import cpu, rules_extra
 
 RANK, SIZE = dist.local_rank(), dist.total_workers()
 
@@ -24,13 +25,13 @@ def say(*args) -> None:
     sys.stdout.flush()
 
 
-def model(hidden: int = 16):
+def model(hidden: int = 16, dtype: str = "float32"):
     # The same seed on every rank: then synchronize_ has nothing to change, and the test of
     # synchronize_ below changes rank 1's values on purpose.
     rng = np.random.default_rng(0)
     m = mg.Chain(mg.Dense(8, hidden, mg.relu), mg.Dense(hidden, 4))
     for p in mg.params(m):
-        p.data[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.5
+        p.data = (rng.standard_normal(p.shape).astype(np.float32) * 0.5).astype(dtype)
     return m
 
 
@@ -58,14 +59,34 @@ def same_on_every_rank(ps, what: str) -> str:
     return d
 
 
+#: The first ClipNorm's threshold and p, by rule: the parameters' norms are 1.4 to 7, so
+#: some parameters are clipped and others not.
+CLIP = {"clip": (2.5, 2), "pclip": (2.0, 3)}
+
+
 def rule(name: str):
     if name == "adam":
         return mg.Adam(0.01)
     if name == "clip":       # ClipNorm must see the averaged gradient
-        return mg.Optimiser(mg.ClipNorm(0.05), mg.Adam(0.01))
+        return mg.Optimiser(mg.ClipNorm(CLIP[name][0]), mg.Adam(0.01))
     if name == "decay":
         return mg.Optimiser(mg.WeightDecay(0.1), mg.Adam(0.01))
+    if name == "pclip":     # p-norms (3 and inf): two rounds of block parts; three passes
+        return mg.Optimiser(mg.WeightDecay(0.1), rules_extra.ClipNorm(*CLIP[name]),
+                            mg.Adam(0.01), rules_extra.ClipNorm(0.005, np.inf))
     raise ValueError(name)
+
+
+def clipped(name: str, ps, gs) -> int:
+    """How many parameters the first ClipNorm of ``rule(name)`` clips in the step that
+    ``update_`` is about to take with this rank's gradients ``gs``."""
+    if name not in CLIP:
+        return 0
+    average = [dist.allreduce_(np.array(gs[p]), "+") * p.dtype.type(1 / SIZE) for p in ps]
+    if name == "pclip":     # WeightDecay comes first
+        average = [a + p.dtype.type(0.1) * p.data for a, p in zip(average, ps, strict=True)]
+    thresh, p = CLIP[name]
+    return sum(cpu.pnorm(a, p) > thresh for a in average)
 
 
 def equal(name: str, steps: str, bucket: str) -> None:
@@ -190,6 +211,73 @@ def nan_skips() -> None:
     say(f"skipped {guard.skipped} of {len(part)}")
 
 
+def sharded_guard(steps: str) -> None:
+    """``DistributedOptimiser(ApplyIfFinite(Optimiser(ClipNorm, Adam)), shard_state=True)``
+    against the unsharded one: a NaN that rank 1 puts into an element of rank 0's slice (step
+    2), and an inf that rank 0 puts into rank 1's (step 4), skip those steps on both ranks
+    (each rank alone sees nothing wrong in its own slice of the sum); bitwise equal
+    parameters, counters and Adam state after every step.  Then ``on_nonfinite='raise'``:
+    both ranks raise the same error, naming the parameter and the values over both ranks."""
+    steps = int(steps)
+    m, u = model(), model()
+    ps, ups = mg.params(m), mg.params(u)
+    n = sum(p.size for p in ps)
+    bounds = dist.shard_bounds(n, SIZE)
+
+    def chain(net):
+        return mg.ApplyIfFinite(mg.Optimiser(mg.ClipNorm(0.05), mg.Adam(0.01)), model=net)
+
+    sopt = dist.DistributedOptimiser(chain(m), shard_state=True)
+    uopt = dist.DistributedOptimiser(chain(u))
+    part = dist.DistributedDataContainer(batches(SIZE * steps))
+    # The last parameter lies in rank 1's slice, the first one's first element in rank 0's.
+    assert 0 < bounds[1] <= n - ps[-1].size, bounds
+    bad = {1: (1, 0, np.nan), 3: (0, len(ps) - 1, np.inf)}   # step: rank, parameter, value
+    for k, (x, y) in enumerate(part):
+        sgs = mg.gradient(lambda x=x, y=y: loss_of(m)(x, y), ps)
+        ugs = mg.gradient(lambda x=x, y=y: loss_of(u)(x, y), ups)
+        if k in bad and bad[k][0] == RANK:
+            j = bad[k][1]
+            sgs[ps[j]].reshape(-1)[0] = bad[k][2]
+            ugs[ups[j]].reshape(-1)[0] = bad[k][2]
+        before = digest(ps)
+        mg.update_(sopt, ps, sgs)
+        mg.update_(uopt, ups, ugs)
+        d = same_on_every_rank(ps, f"guarded step {k + 1}")
+        assert d == digest(ups), f"step {k + 1}: sharded {d}, unsharded {digest(ups)}"
+        assert (d == before) == (k in bad), f"step {k + 1}: skipped {d == before}"
+        counters = (sopt.opt.skipped, sopt.opt.consecutive)
+        assert counters == (uopt.opt.skipped, uopt.opt.consecutive), counters
+    adam = sopt._rules()[-1]
+    [state] = adam.state.values()
+    mine = bounds[RANK + 1] - bounds[RANK]
+    assert [a.size for a in state.arrays] == [mine, mine], [a.size for a in state.arrays]
+    taken = steps - len(bad)
+    # Adam's βp advanced once per step taken, as unsharded: the skipped steps left it alone.
+    assert state.scalars == uopt._rules()[-1].state[ups[0]].scalars, state.scalars
+    assert np.allclose(state.scalars, [0.9 ** (taken + 1), 0.999 ** (taken + 1)]), taken
+    # on_nonfinite="raise": the same refusal on both ranks, nothing changed.
+    errors = []
+    x, y = part[0]
+    for opt, net, label in ((sopt, m, "sharded"), (uopt, u, "unsharded")):
+        opt.opt.on_nonfinite = "raise"
+        params = mg.params(net)
+        gs = mg.gradient(lambda net=net: loss_of(net)(x, y), params)
+        if RANK == 1:
+            gs[params[0]].reshape(-1)[:3] = [np.nan, np.inf, -np.inf]
+        before = digest(params)
+        try:
+            mg.update_(opt, params, gs)
+        except mg.NonFiniteGradientError as err:
+            assert digest(params) == before, f"{label}: a parameter changed"
+            errors.append(str(err))
+        else:
+            raise AssertionError(f"{label}: no NonFiniteGradientError")
+    assert errors[0] == errors[1], errors
+    say(f"sharded guard skipped {sopt.opt.skipped} of {steps}, consecutive "
+        f"{sopt.opt.consecutive}, state {mine} of {n} per moment, digest {d}; {errors[0]}")
+
+
 def mismatch(where: str) -> None:
     """Ranks with different models: LayoutMismatchError on every rank, at synchronize_ or at
     the first step (equal element counts: (4, 6) against (6, 4))."""
@@ -253,15 +341,21 @@ def resume(phase: str, path: str, steps: str) -> None:
     say(f"{phase} digest {same_on_every_rank(ps, phase)}")
 
 
-def sharded(name: str, steps: str, hidden: str, folder: str) -> None:
+def sharded(name: str, steps: str, hidden: str, folder: str, block: str = "0",
+            dtype: str = "float32") -> None:
     """``shard_state=True`` against the unsharded DistributedOptimiser on the same data:
     bitwise equal parameters after every step, equal on both ranks; each rank's optimiser
     state covers its slice only.  Halfway, both save a checkpoint (the same file), the
     sharded one is synchronize_d (gathered, loaded, scattered); at the end a fresh sharded
-    optimiser loads the checkpoint and retakes the second half, bitwise."""
+    optimiser loads the checkpoint and retakes the second half, bitwise.  ``block``: the
+    norm's block size for this run (0: the default), small so that ClipNorm's parameters
+    span several blocks and the shard bound cuts one.  ``dtype``: the parameters' (float64
+    keeps ClipNorm's scale to the last bit of the norm)."""
     steps, hidden = int(steps), int(hidden)
+    if int(block):
+        cpu.NORM_BLOCK = int(block)
     half = steps // 2
-    m, u = model(hidden), model(hidden)
+    m, u = model(hidden, dtype), model(hidden, dtype)
     ps, ups = mg.params(m), mg.params(u)
     n = sum(p.size for p in ps)
     bounds = dist.shard_bounds(n, SIZE)
@@ -269,9 +363,12 @@ def sharded(name: str, steps: str, hidden: str, folder: str) -> None:
     uopt = dist.DistributedOptimiser(rule(name))
     part = dist.DistributedDataContainer(batches(SIZE * steps))
     paths = {kind: os.path.join(folder, f"{kind}.npz") for kind in ("sharded", "unsharded")}
+    clips = 0
     for k, (x, y) in enumerate(part):
         mg.update_(sopt, ps, mg.gradient(lambda x=x, y=y: loss_of(m)(x, y), ps))
-        mg.update_(uopt, ups, mg.gradient(lambda x=x, y=y: loss_of(u)(x, y), ups))
+        ugs = mg.gradient(lambda x=x, y=y: loss_of(u)(x, y), ups)
+        clips += clipped(name, ups, ugs)
+        mg.update_(uopt, ups, ugs)
         d = same_on_every_rank(ps, f"sharded step {k + 1}")
         assert d == digest(ups), f"step {k + 1}: sharded {d}, unsharded {digest(ups)}"
         if k + 1 == half:
@@ -297,15 +394,21 @@ def sharded(name: str, steps: str, hidden: str, folder: str) -> None:
         for key in files[0].files:
             np.testing.assert_array_equal(files[0][key], files[1][key], err_msg=key)
     # Resume: a fresh model and sharded optimiser from the (sharded) checkpoint.
-    r = model(hidden)
+    r = model(hidden, dtype)
     rps, ropt = mg.params(r), dist.DistributedOptimiser(rule(name), shard_state=True)
     assert dist.load(paths["sharded"], r, ropt)["step"] == half
     for k in range(half, steps):
         x, y = part[k]
         mg.update_(ropt, rps, mg.gradient(lambda x=x, y=y: loss_of(r)(x, y), rps))
     assert same_on_every_rank(rps, "resumed") == d, "the resumed run differs"
+    # Where the bound cuts: inside which parameter, how far into its block of the norm.
+    starts = np.cumsum([0] + [p.size for p in ps])
+    j = int(np.searchsorted(starts, bounds[1], "right")) - 1
+    at = bounds[1] - starts[j]
     say(f"sharded {name}: {steps} steps of {n} elements, slice {bounds[RANK]}:"
-        f"{bounds[RANK + 1]}, state {held} of {whole}, digest {d}")
+        f"{bounds[RANK + 1]}, state {held} of {whole}, clipped {clips}, bound in parameter "
+        f"{j} at {at} of {ps[j].size}, {at % cpu.NORM_BLOCK} into a block of "
+        f"{cpu.NORM_BLOCK}, digest {d}")
 
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])
