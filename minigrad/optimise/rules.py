@@ -1144,9 +1144,9 @@ ADAM, RADAM, OADAM, ADAGrad, ADADelta, NADAM, ADAMW = (
 
 
 def builtin_rules() -> list:
-    """Every built-in rule class (minigrad's :class:`Rule` subclasses with per-element
-    ``math``, in this module and the modules imported so far, such as
-    :mod:`minigrad.optimise.rules_extra`).
+    """Every built-in rule class: the :class:`Rule` subclasses with per-element ``math`` of
+    :mod:`minigrad.optimise` (this module and :mod:`~minigrad.optimise.rules_extra`), the
+    same list whichever other parts of minigrad a process has imported.
 
     >>> import minigrad as mg
     >>> mg.Adam in builtin_rules() and mg.Lion in builtin_rules()
@@ -1156,7 +1156,8 @@ def builtin_rules() -> list:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        if "math" in vars(cls) and cls.__module__.startswith("minigrad.") and cls not in found:
+        if "math" in vars(cls) and cls.__module__.startswith("minigrad.optimise.") and \
+                cls not in found:
             found.append(cls)
     return sorted(found, key=lambda cls: (cls.__module__, cls.__qualname__))
 
