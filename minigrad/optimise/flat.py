@@ -28,7 +28,8 @@ from ..tracker import FlatBuffer, Param
 from .backend import backend_of
 from .kernels import finite_sum
 
-__all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "update_flat"]
+__all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "flat_step",
+           "update_flat"]
 
 #: The optimiser attribute where this module keeps its flat groups, keyed by the id of their
 #: :class:`~minigrad.tracker.FlatBuffer`.  A group describes where its parameters' memory lies,
@@ -37,7 +38,6 @@ FLAT_GROUPS = "_flat_groups"
 
 _is_none = partial(is_, None)
 _writeable = attrgetter("flags.writeable")
-_data = attrgetter("data")
 
 
 class SharedScalars(list):
@@ -232,8 +232,8 @@ def _group(opt, rules: list, buffer: FlatBuffer, params) -> FlatGroup | None:
 def steady_step(opt, rules: list, ps, gs) -> bool:
     """The steady state of a training loop: ``update_(opt, ps, gs)`` where ``gs`` came from
     :func:`minigrad.gradient` with ``ps``, whose parameters lie in one flat buffer, and every
-    gradient is there (none ``None``).  One kernel call over the flat buffers; returns whether
-    it did the step (if not, nothing was changed and the caller takes the general path).
+    gradient is there (none ``None``): :func:`flat_step` on ``gs.flat``.  Returns whether it
+    did the step (if not, nothing was changed and the caller takes the general path).
 
     >>> import numpy as np, minigrad as mg
     >>> ps, opt = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))]), mg.Descent(0.5)
@@ -244,19 +244,32 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
     >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps)), ps[1]
     (True, param([0., 0., 0.]))
     """
-    buffer = gs.buffer
-    if buffer is None or not len(ps) == len(buffer.ids) == len(buffer.views) or (
-            gs.params is not ps and tuple(ps._items) != buffer.ids):
+    return (gs.buffer is not None and not any(map(_is_none, gs._grads.values()))
+            and flat_step(opt, rules, gs.buffer, ps, gs.flat))
+
+
+def flat_step(opt, rules: list, buffer: FlatBuffer, params, flat_g) -> bool:
+    """Update ``params`` (a :class:`~minigrad.tracker.Params` or a list) with one kernel call
+    from ``flat_g``, every gradient laid out as ``buffer`` lays out the parameters, if
+    ``params`` are exactly ``buffer``'s, still stored there and writable.  ``rules`` is
+    ``opt``'s single fused pass.  Returns whether it did the step (if not, nothing was
+    changed).
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
+    >>> _ = mg.update_(opt, ps, {p: np.ones(p.shape) for p in ps})    # one buffer now
+    >>> flat_step(opt, [opt], ps[0].flat, ps, np.array([1.0, 1.0, 2.0])), ps[1]
+    (True, param([-0.5]))
+    >>> flat_step(opt, [opt], ps[0].flat, ps[::-1], np.zeros(3))     # not its order
+    False
+    """
+    # (the general path names a read-only parameter)
+    if not buffer.holds(params) or not all(map(_writeable, buffer.views)):
         return False
-    # Still stored where the gradient found them, writable, and every gradient there.
-    if (not all(map(is_, map(_data, ps._items.values()), buffer.views))
-            or not all(map(_writeable, buffer.views))
-            or any(map(_is_none, gs._grads.values()))):
-        return False        # (the general path names a read-only parameter)
-    group = _group(opt, rules, buffer, ps._items.values())
+    group = _group(opt, rules, buffer, params)
     if group is None:
         return False
-    group.step(gs.flat)
+    group.step(flat_g)
     return True
 
 

@@ -16,10 +16,10 @@ import numpy as np
 from ..tracker import Grads, Node, Params, data
 from . import cpu
 from .backend import backend_for, backend_of
-from .flat import SharedScalars, steady_step, update_flat
+from .flat import SharedScalars, flat_step, steady_step, update_flat
 from .kernels import finite_sum
 
-__all__ = ["apply_", "update_", "fused_passes"]
+__all__ = ["apply_", "update_", "flat_update", "fused_passes"]
 
 
 def _stages(opt) -> list:
@@ -181,6 +181,26 @@ def _update_all(opt, ps, gs):
     for p, target, gd in checked:
         _step(passes, p, target, gd, update=True)
     return ps
+
+
+def flat_update(opt, params: list, buffer, flat) -> bool:
+    """``update_(opt, params, grads)`` in one kernel call, for gradients that lie in ``flat``
+    laid out as ``buffer`` lays out the parameters (a gradient tree landed by
+    :func:`minigrad.gradient`), when ``opt`` runs as one fused pass (see
+    :func:`minigrad.optimise.flat.flat_step`).  Returns whether it did the step (if not,
+    nothing was changed: call :func:`update_`).
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
+    >>> _ = update_(opt, ps, {p: np.ones(p.shape) for p in ps})     # one buffer now
+    >>> flat_update(opt, ps, ps[0].flat, np.array([1.0, 1.0, 2.0])), ps[1]
+    (True, param([-0.5]))
+    """
+    if getattr(opt, "_guarded_update", None) is not None:
+        return False        # (its own update_ comes first)
+    passes = _plan(opt)
+    return (len(passes) == 1 and isinstance(passes[0], list)
+            and flat_step(opt, passes[0], buffer, params, flat))
 
 
 def update_(*args):
