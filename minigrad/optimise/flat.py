@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from functools import partial
 from operator import attrgetter, is_
 
 from ..tracker import FlatBuffer, Param
@@ -36,7 +35,6 @@ __all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "flat_ste
 #: so copies, pickles and checkpoints leave it out; the next ``update_`` builds a new one.
 FLAT_GROUPS = "_flat_groups"
 
-_is_none = partial(is_, None)
 _writeable = attrgetter("flags.writeable")
 
 
@@ -124,6 +122,7 @@ class FlatGroup:
             self.members.append(members)
             self.scalars.append(shared)
         self.state_arrays = [a for arrays in flat_states for a in arrays]
+        self.launch = be.launcher(self.types, self.x, self.state_arrays)
         self.versions = self._versions()
 
     def _versions(self) -> list:
@@ -135,8 +134,7 @@ class FlatGroup:
         updated on its own since has scalars of its own, and breaks the group."""
         if len(rules) != len(self.rules) or not all(map(is_, rules, self.rules)):
             return False
-        if any(d is not rule.state or v != rule.state.version
-               for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
+        if self._versions() != self.versions:
             # Some state was set or deleted since (every change of a member's scalars stores
             # its state again): is each member's still this group's?
             for rule, members, shared in zip(self.rules, self.members, self.scalars,
@@ -157,7 +155,7 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()    # names the culprit; passes only if a sum overflowed
-        self.backend.run(self.types, True, self.x, flat_g, hypers, self.state_arrays)
+        self.launch(flat_g, hypers)
         for rule, shared in zip(self.rules, self.scalars, strict=True):
             # Once for all members: what advancing each in turn would do (ExpDecay, whose η
             # depends on the other parameters' counters, decays it at the first member only).
@@ -244,7 +242,8 @@ def steady_step(opt, rules: list, ps, gs) -> bool:
     >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps)), ps[1]
     (True, param([0., 0., 0.]))
     """
-    return (gs.buffer is not None and not any(map(_is_none, gs._grads.values()))
+    return (gs.buffer is not None
+            and (gs.complete or not any(map(is_, gs._grads.values(), itertools.repeat(None))))
             and flat_step(opt, rules, gs.buffer, ps, gs.flat))
 
 
