@@ -317,6 +317,7 @@ def _backprop(tape: Tape, loss: Node) -> list:
 # -- flat buffers ---------------------------------------------------------------------------------
 
 _data = attrgetter("data")
+_base = attrgetter("base")
 
 
 class FlatBuffer:
@@ -378,11 +379,12 @@ class FlatBuffer:
         True
         """
         flat = None if self.landed is None else self.landed[0]()
-        # (ids alone could match objects made after the views died; those are no views of it)
-        if flat is None or tuple(map(id, grads)) != self.landed[1] or not all(
-                map(is_, map(getattr, grads, repeat("base"), repeat(None)), repeat(flat))):
+        if flat is None or tuple(map(id, grads)) != self.landed[1]:
             return None
-        return flat
+        try:    # (ids alone could match objects made after the views died: none is a view)
+            return flat if all(map(is_, map(_base, grads), repeat(flat))) else None
+        except AttributeError:      # (not even an array)
+            return None
 
 
 def _flat_grads(gs: Grads, leaves: list) -> bool:

@@ -1211,7 +1211,7 @@ def test_gradients_set_by_hand_are_checked_and_otherwise_update_as_per_parameter
     assert gs.flat is not None and gs[θ[0]].base is gs.flat
     make, error = GRADIENT_MISFITS[misfit]
     gs[θ[0]] = make(good[0])
-    assert gs.flat is None
+    assert gs.flat is None and not gs.complete
     before = _snapshot(opt, θ)
     if error is not None:
         with pytest.raises(error, match="shape|dtype"):
@@ -1232,8 +1232,9 @@ def test_gradients_in_the_flat_buffer_are_the_gradients():
     ``gs[p]`` a view into it; a parameter the loss does not reach has ``None`` and zeros
     there, and the step then skips it (Flux's rule for ``nothing``)."""
     opt, θ, good = _flat_model()
+    assert _gradient_of(θ, good).complete
     gs = _gradient_of(θ, [good[0], None, good[2]])
-    assert gs[θ[1]] is None
+    assert gs[θ[1]] is None and not gs.complete
     np.testing.assert_array_equal(gs.flat, np.r_[good[0].ravel(), np.zeros(4), good[2].ravel()])
     before = θ[1].data.copy()
     mg.update_(opt, θ, gs)
