@@ -622,7 +622,7 @@ def _steady(leaves: list, grads: list) -> bool:
     params = list(map(_param, leaves))
     buffer = params[0].flat
     flat = None if buffer is None else buffer.landed_flat(grads)
-    return flat is not None and _step.flat_update(rule, params, buffer, flat)
+    return flat is not None and _step.steady_update(rule, params, buffer, flat)
 
 
 def _groups(leaves: list, grads: list) -> list:

@@ -410,7 +410,7 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
         reached.add(i)
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
-    gs.flat, gs.buffer, gs.complete = flat, buffer, len(reached) == len(buffer.ids)
+    gs.flat, gs.buffer = flat, buffer
     if xp is np:
         buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
     return True
@@ -512,7 +512,7 @@ class Grads:
     array([2., 4.])
     """
 
-    __slots__ = ("params", "_grads", "flat", "buffer", "complete")
+    __slots__ = ("params", "_grads", "flat", "buffer")
 
     def __init__(self, ps: Params):
         self.params = ps
@@ -521,9 +521,6 @@ class Grads:
         #: parameters live in one :class:`FlatBuffer` (``buffer``, laid out alike); else
         #: ``None`` (both).
         self.flat = self.buffer = None
-        #: ``True`` when :func:`gradient` put every gradient in ``flat`` (none is ``None``):
-        #: the optimisers' steady step then need not look at each.
-        self.complete = False
 
     def __getitem__(self, x) -> np.ndarray | None:
         try:
@@ -541,7 +538,6 @@ class Grads:
             self.params.append(x)
         self._grads[id(x)] = g
         self.flat = self.buffer = None      # the gradients no longer all lie in it
-        self.complete = False
 
     def __contains__(self, x) -> bool:
         return x in self.params
@@ -568,7 +564,6 @@ class Grads:
         self.params, values = state
         self._grads = {id(p): g for p, g in zip(self.params, values, strict=True)}
         self.flat = self.buffer = None
-        self.complete = False
 
     def __repr__(self) -> str:
         return f"Grads(<{len(self.params)} parameters>)"

@@ -318,8 +318,8 @@ def test_explicit_matches_implicit_bitwise(make, monkeypatch):
     o = make()
     st = opt.setup(make(), m_exp)
     calls = []
-    real = cpu.run_kernel       # (every CPU kernel call goes through it)
-    monkeypatch.setattr(cpu, "run_kernel", lambda *a: (calls.append(1), real(*a))[1])
+    real = cpu.run
+    monkeypatch.setattr(cpu, "run", lambda *a: (calls.append(1), real(*a))[1])
     for x, y in data:
         ps = mg.params(m_imp)
         mg.update_(o, ps, mg.gradient(lambda x=x, y=y: mg.losses.mse(m_imp(x), y), ps))
@@ -462,8 +462,8 @@ def test_the_steady_path_follows_every_change(change, monkeypatch):
     st = opt.setup(opt.Adam(0.1), m)
     refs = {path: opt.setup(opt.Adam(0.1), {"x": p}) for path, p in ref.items()}
     steady = []
-    real = step.flat_step
-    monkeypatch.setattr(step, "flat_step", lambda *a: steady.append(real(*a)) or steady[-1])
+    real = step.steady_step
+    monkeypatch.setattr(step, "steady_step", lambda *a: steady.append(real(*a)) or steady[-1])
 
     def both(g, given):
         """One step of ``m`` with the gradient tree ``g`` and of the references with
@@ -514,8 +514,7 @@ def test_the_steady_path_follows_every_change(change, monkeypatch):
         m["e"].data = m["e"].data * 2
         ref[("e",)].data = ref[("e",)].data * 2
     both(g, given)
-    assert steady == ([True] if change in ("nothing", "the rule adjusted") else
-                      [False] if change == "p.data replaced" else [])
+    assert steady.count(True) == (change in ("nothing", "the rule adjusted"))
     if change == "a frozen subtree":
         opt.thaw_(st["sub"])
     both(*landed())                     # and the step after

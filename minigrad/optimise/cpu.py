@@ -17,11 +17,11 @@ import math
 import numpy as np
 
 from ..tracker import _describe, checked_target, data
-from .kernels import as_hyper, n_hypers
+from .kernels import as_hyper
 from .kernels import run as run_kernel
 
 __all__ = ["NAME", "operands", "flat_view", "empty", "full", "copy", "gather", "assign",
-           "store", "l2norm", "pnorm", "run", "launcher", "subtract", "update"]
+           "store", "l2norm", "pnorm", "run", "subtract", "update"]
 
 #: Where this backend's arrays live, for error messages.
 NAME = "the host"
@@ -172,28 +172,6 @@ def run(types: tuple, update: bool, x: np.ndarray, d: np.ndarray, hypers: list,
     array([0.5, 0. ])
     """
     run_kernel(types, update, x, d, as_hyper(hypers, x.dtype), *states)
-
-
-def launcher(types: tuple, x: np.ndarray, states: list):
-    """``launch(d, hypers)``: :func:`run` of the rule types ``types`` updating the flat ``x``
-    with ``states``, for a flat group that runs it at every step.  The hyperparameters go
-    into one array kept for it, written in place through a memoryview: the same values as
-    :func:`~minigrad.optimise.kernels.as_hyper` gives (a C cast to the dtype) at a fraction
-    of the cost of a new array per step.
-
-    >>> import minigrad as mg
-    >>> x = np.ones(2); launch = launcher((mg.Descent,), x, [])
-    >>> launch(np.array([1.0, 2.0]), [0.5]); x
-    array([0.5, 0. ])
-    """
-    h = np.empty(sum(map(n_hypers, types)), x.dtype)
-    slots = memoryview(h)
-
-    def launch(d: np.ndarray, hypers: list) -> None:
-        for i, value in enumerate(hypers):
-            slots[i] = value
-        run_kernel(types, True, x, d, h, *states)
-    return launch
 
 
 def subtract(x: np.ndarray, d: np.ndarray) -> None:

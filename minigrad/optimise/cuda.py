@@ -230,14 +230,6 @@ def run(types: tuple, update: bool, flat_x, flat_d, hypers: list, states: list) 
     launch(kernel, flat_x.size, flat_x, flat_d, *map(cast, hypers), *states)
 
 
-def launcher(types: tuple, flat_x, states: list):
-    """``launch(d, hypers)``: :func:`run` of the rule types ``types`` updating ``flat_x`` with
-    ``states``, for a flat group that runs it at every step."""
-    def launch(flat_d, hypers: list) -> None:
-        run(types, True, flat_x, flat_d, hypers, states)
-    return launch
-
-
 def subtract(flat_x, flat_d) -> None:
     """``x -= d`` on flat views: the kernel of an empty chain of rules."""
     launch(fused_kernel((), True, flat_x.size, target="cuda"), flat_x.size, flat_x, flat_d)

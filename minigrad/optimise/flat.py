@@ -27,8 +27,7 @@ from ..tracker import FlatBuffer, Param
 from .backend import backend_of
 from .kernels import finite_sum
 
-__all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "flat_step",
-           "update_flat"]
+__all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "update_flat"]
 
 #: The optimiser attribute where this module keeps its flat groups, keyed by the id of their
 #: :class:`~minigrad.tracker.FlatBuffer`.  A group describes where its parameters' memory lies,
@@ -102,7 +101,7 @@ class FlatGroup:
         self.scratch = None     # a flat gradient buffer, for gradients that lie elsewhere
         self.first = weakref.ref(params[0])
         starts = buffer.starts
-        flat_states = []    # per rule: the flat state arrays
+        self.state_arrays = []  # every rule's flat state arrays, in order
         self.members = []   # per rule: each parameter's state (views into the flat arrays)
         self.scalars = []   # per rule: the scalars every member's state shares
         for rule in rules:
@@ -118,11 +117,9 @@ class FlatGroup:
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
                 rule.state[p] = state = type(fresh)(arrays, shared, p.shape)
                 members.append(state)
-            flat_states.append(fresh.arrays)
+            self.state_arrays += fresh.arrays
             self.members.append(members)
             self.scalars.append(shared)
-        self.state_arrays = [a for arrays in flat_states for a in arrays]
-        self.launch = be.launcher(self.types, self.x, self.state_arrays)
         self.versions = self._versions()
 
     def _versions(self) -> list:
@@ -155,7 +152,7 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()    # names the culprit; passes only if a sum overflowed
-        self.launch(flat_g, hypers)
+        self.backend.run(self.types, True, self.x, flat_g, hypers, self.state_arrays)
         for rule, shared in zip(self.rules, self.scalars, strict=True):
             # Once for all members: what advancing each in turn would do (ExpDecay, whose η
             # depends on the other parameters' counters, decays it at the first member only).
@@ -227,44 +224,20 @@ def _group(opt, rules: list, buffer: FlatBuffer, params) -> FlatGroup | None:
     return group
 
 
-def steady_step(opt, rules: list, ps, gs) -> bool:
-    """The steady state of a training loop: ``update_(opt, ps, gs)`` where ``gs`` came from
-    :func:`minigrad.gradient` with ``ps``, whose parameters lie in one flat buffer, and every
-    gradient is there (none ``None``): :func:`flat_step` on ``gs.flat``.  Returns whether it
-    did the step (if not, nothing was changed and the caller takes the general path).
-
-    >>> import numpy as np, minigrad as mg
-    >>> ps, opt = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))]), mg.Descent(0.5)
-    >>> loss = lambda: mg.sum(ps[0]) + mg.sum(ps[1])
-    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps))    # not flat yet
-    False
-    >>> _ = mg.update_(opt, ps, mg.gradient(loss, ps))          # now they are
-    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps)), ps[1]
-    (True, param([0., 0., 0.]))
-    """
-    return (gs.buffer is not None
-            and (gs.complete or not any(map(is_, gs._grads.values(), itertools.repeat(None))))
-            and flat_step(opt, rules, gs.buffer, ps, gs.flat))
-
-
-def flat_step(opt, rules: list, buffer: FlatBuffer, params, flat_g) -> bool:
-    """Update ``params`` (a :class:`~minigrad.tracker.Params` or a list) with one kernel call
-    from ``flat_g``, every gradient laid out as ``buffer`` lays out the parameters, if
-    ``params`` are exactly ``buffer``'s, still stored there and writable.  ``rules`` is
-    ``opt``'s single fused pass.  Returns whether it did the step (if not, nothing was
-    changed).
+def steady_step(opt, rules: list, buffer: FlatBuffer, params, flat_g) -> bool:
+    """The steady state of a training loop: update ``params`` (a list or ``Params``) with one
+    kernel call from the flat gradient ``flat_g``, laid out as ``buffer`` lays them out, if
+    they are still exactly ``buffer``'s parameters, stored there and writable.  ``rules`` is
+    ``opt``'s single fused pass.  Returns whether it did the step (if not, nothing changed).
 
     >>> import numpy as np, minigrad as mg
     >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
     >>> _ = mg.update_(opt, ps, {p: np.ones(p.shape) for p in ps})    # one buffer now
-    >>> flat_step(opt, [opt], ps[0].flat, ps, np.array([1.0, 1.0, 2.0])), ps[1]
+    >>> steady_step(opt, [opt], ps[0].flat, ps, np.array([1.0, 1.0, 2.0])), ps[1]
     (True, param([-0.5]))
-    >>> flat_step(opt, [opt], ps[0].flat, ps[::-1], np.zeros(3))     # not its order
-    False
     """
-    # (the general path names a read-only parameter)
     if not buffer.holds(params) or not all(map(_writeable, buffer.views)):
-        return False
+        return False        # (the general path names a read-only parameter)
     group = _group(opt, rules, buffer, params)
     if group is None:
         return False

@@ -11,15 +11,18 @@ gradient and the optimiser's state as they were.
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import is_
+
 import numpy as np
 
 from ..tracker import Grads, Node, Params, data
 from . import cpu
 from .backend import backend_for, backend_of
-from .flat import SharedScalars, flat_step, steady_step, update_flat
+from .flat import SharedScalars, steady_step, update_flat
 from .kernels import finite_sum
 
-__all__ = ["apply_", "update_", "flat_update", "fused_passes"]
+__all__ = ["apply_", "update_", "steady_update", "fused_passes"]
 
 
 def _stages(opt) -> list:
@@ -164,11 +167,12 @@ def apply_(opt, x, Δ):
 
 def _update_all(opt, ps, gs):
     """``update_(opt, ps, gs)``: see :func:`update_`."""
+    if (type(gs) is Grads and gs.buffer is not None
+            and not any(map(is_, gs._grads.values(), repeat(None)))
+            and steady_update(opt, ps, gs.buffer, gs.flat)):
+        return ps       # every gradient in gs.flat, as gradient() leaves them
     passes = _plan(opt)
     one_pass = len(passes) == 1 and isinstance(passes[0], list)
-    if one_pass and type(ps) is Params and type(gs) is Grads and steady_step(
-            opt, passes[0], ps, gs):
-        return ps
     name = f"update_({type(opt).__name__})"
     pairs = [(p, gs[p]) for p in ps]
     checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
@@ -183,24 +187,15 @@ def _update_all(opt, ps, gs):
     return ps
 
 
-def flat_update(opt, params: list, buffer, flat) -> bool:
-    """``update_(opt, params, grads)`` in one kernel call, for gradients that lie in ``flat``
-    laid out as ``buffer`` lays out the parameters (a gradient tree landed by
-    :func:`minigrad.gradient`), when ``opt`` runs as one fused pass (see
-    :func:`minigrad.optimise.flat.flat_step`).  Returns whether it did the step (if not,
-    nothing was changed: call :func:`update_`).
-
-    >>> import numpy as np, minigrad as mg
-    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
-    >>> _ = update_(opt, ps, {p: np.ones(p.shape) for p in ps})     # one buffer now
-    >>> flat_update(opt, ps, ps[0].flat, np.array([1.0, 1.0, 2.0])), ps[1]
-    (True, param([-0.5]))
-    """
+def steady_update(opt, params, buffer, flat) -> bool:
+    """``update_(opt, params, grads)`` in one kernel call (:func:`.flat.steady_step`), for
+    gradients that all lie in ``flat`` laid out as ``buffer`` lays out the parameters, if
+    ``opt`` runs as one fused pass.  Returns whether it did the step (if not, nothing changed)."""
     if getattr(opt, "_guarded_update", None) is not None:
         return False        # (its own update_ comes first)
     passes = _plan(opt)
     return (len(passes) == 1 and isinstance(passes[0], list)
-            and flat_step(opt, passes[0], buffer, params, flat))
+            and steady_step(opt, passes[0], buffer, params, flat))
 
 
 def update_(*args):
