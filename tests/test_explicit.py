@@ -557,3 +557,20 @@ def test_the_steady_path_refuses_what_the_general_path_refuses(change):
     for path, saved in snapshot().items():
         for now, then in zip(saved, before[path], strict=True):
             np.testing.assert_array_equal(now, then, err_msg=f"{change}: {path}")
+
+
+def test_a_guarded_rule_checks_landed_gradients_before_the_steady_path():
+    """ApplyIfFinite's check comes first even where the gradients lie in the flat buffer:
+    a NaN there skips the whole step."""
+    m = {"a": mg.param(np.ones(3, np.float32)), "b": mg.param(np.ones(2, np.float32))}
+    st = opt.setup(mg.ApplyIfFinite(mg.Adam(0.1)), m)
+    for _ in range(3):
+        g = mg.gradient(lambda m: mg.sum(m["a"] * 2) + mg.sum(m["b"]), m)[0]
+        assert g["a"].base is g["b"].base
+        opt.update_(st, m, g)
+    before = {k: p.data.copy() for k, p in m.items()}
+    g["a"][0] = np.nan
+    opt.update_(st, m, g)
+    assert st["a"].rule.skipped == 1
+    for k, p in m.items():
+        np.testing.assert_array_equal(p.data, before[k])
