@@ -190,9 +190,8 @@ def _update_all(opt, ps, gs):
 def steady_update(opt, params, buffer, flat) -> bool:
     """``update_(opt, params, grads)`` in one kernel call (:func:`.flat.steady_step`), for
     gradients that all lie in ``flat`` laid out as ``buffer`` lays out the parameters, if
-    ``opt`` runs as one fused pass.  Returns whether it did the step (if not, nothing changed)."""
-    if getattr(opt, "_guarded_update", None) is not None:
-        return False        # (its own update_ comes first)
+    ``opt`` runs as one fused pass (a wrapper with its own ``update_``, ``ApplyIfFinite``, is
+    a Python stage: never).  Returns whether it did the step (if not, nothing changed)."""
     passes = _plan(opt)
     return (len(passes) == 1 and isinstance(passes[0], list)
             and steady_step(opt, passes[0], buffer, params, flat))
