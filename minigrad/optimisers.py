@@ -689,7 +689,7 @@ def update_(state, model, grads):
         gs._grads.update(zip(map(id, params), gradients, strict=True))
         buffer = params[0].flat
         flat = None if buffer is None else buffer.landed_flat(gradients)
-        if flat is not None:        # (a DistributedOptimiser sums it in one call)
+        if flat is not None:        # (ApplyIfFinite, say, then steps its rule on it as it lies)
             gs.flat, gs.buffer = flat, buffer
         _step.update_(rule, ps, gs)
     return state, model
