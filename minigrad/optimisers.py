@@ -31,8 +31,9 @@ import copy
 import fnmatch
 import itertools
 import warnings
-import weakref
 from functools import partial
+from itertools import repeat
+from operator import attrgetter, is_
 
 import numpy as np
 
@@ -78,6 +79,8 @@ __all__ = [
 ]
 
 _SEQUENCES = (Params,)
+_rule = attrgetter("rule")
+_param = attrgetter("param")
 
 
 # -- rules ---------------------------------------------------------------------------------------
@@ -575,87 +578,72 @@ def _mismatch(grads, state, path) -> ValueError:
                       f"{_describe(grads)[:60]}, where the state has {shape}{hint}")
 
 
-def _gather(state, model, grads, path, found: dict, groups: dict) -> None:
-    """Collect the gradients of ``grads`` along ``state`` and ``model``, in :func:`setup`'s
-    order: ``groups[id(rule)] = (rule, leaves, params, grads)`` (tied gradients summed;
-    ``found[id(leaf)]`` says where each leaf's gradient is)."""
+def _gather(state, model, grads, path, leaves: list, found: list) -> None:
+    """Append to ``leaves`` each unfrozen :class:`Leaf` of ``state`` whose gradient in
+    ``grads`` is not ``None``, and that gradient to ``found``, in :func:`setup`'s order (a
+    tied array's leaf once per place), after checking that ``model`` holds, at each such
+    leaf's place, the array the leaf was set up for."""
     if isinstance(state, dict):
         if not isinstance(grads, dict):
             raise _mismatch(grads, state, path)
-        items = state.items()
-        get = grads.get
+        pairs = zip(state.items(), map(grads.get, state), strict=True)
     else:
         if not isinstance(grads, (tuple, list)) or len(grads) != len(state):
             raise _mismatch(grads, state, path)
-        items = enumerate(state)
-        get = grads.__getitem__
+        pairs = zip(enumerate(state), grads, strict=True)
     child = model.__getitem__ if isinstance(model, (dict, list, tuple) + _SEQUENCES) else \
         partial(getattr, model)
-    for key, sub in items:
-        if sub is None:
-            continue
-        g = get(key)
-        if g is None:
+    for (key, sub), g in pairs:
+        if sub is None or g is None:
             continue
         try:
             m = child(key)
         except (KeyError, IndexError, AttributeError, TypeError):
             raise _no_child(path, key) from None
         if type(sub) is not Leaf:
-            _gather(sub, m, g, (*path, key), found, groups)
-            continue
-        if m is not sub.param:
+            _gather(sub, m, g, (*path, key), leaves, found)
+        elif m is not sub.param:
             raise ValueError(f"the model's array at {_path_name((*path, key))!r} is not the "
                              "one this state was set up for: pass the same model (update "
                              "returns a new model with its new state)")
-        if sub.frozen:
+        elif not sub.frozen:
+            leaves.append(sub)
+            found.append(g)
+
+
+def _steady(leaves: list, grads: list) -> bool:
+    """The steady state of a training loop, in one kernel call: every leaf under one rule of
+    the engine, whose arrays lie in one flat buffer, and ``grads`` the views
+    :func:`minigrad.gradient` landed them in (see
+    :meth:`~minigrad.tracker.FlatBuffer.landed_flat`).  Returns whether it did the step (if
+    not, nothing was changed)."""
+    rule = leaves[0].rule
+    if not _engine(rule) or not all(map(is_, map(_rule, leaves), repeat(rule))):
+        return False
+    params = list(map(_param, leaves))
+    buffer = params[0].flat
+    flat = None if buffer is None else buffer.landed_flat(grads)
+    return flat is not None and _step.steady_update(rule, params, buffer, flat)
+
+
+def _groups(leaves: list, grads: list) -> list:
+    """``[(rule, leaves, params, grads), ...]``: the leaves with their gradients grouped by
+    rule, in order of first appearance; a leaf met at several places (a tied array) once,
+    with its gradients summed (as Optimisers.jl does)."""
+    groups: dict = {}
+    where: dict = {}        # id(leaf) -> (its group's gradients, its index there)
+    for leaf, g in zip(leaves, grads, strict=True):
+        if id(leaf) in where:
+            into, i = where[id(leaf)]
+            into[i] = into[i] + g
             continue
-        entry = found.get(id(sub))
-        if entry is None:
-            group = groups.get(id(sub.rule))
-            if group is None:
-                group = groups[id(sub.rule)] = (sub.rule, [], [], [])
-            found[id(sub)] = (group[3], len(group[3]))
-            group[1].append(sub)
-            group[2].append(sub.param)
-            group[3].append(g)
-        else:
-            into, i = entry
-            into[i] = into[i] + g                   # a tied array: Optimisers.jl sums
-
-
-def _landed(buffer, grads: list):
-    """The flat gradient whose views ``grads`` are, when they are the views
-    :func:`minigrad.gradient` last wrote into one flat buffer laid out as the parameters'
-    :class:`~minigrad.tracker.FlatBuffer` ``buffer`` (see its ``landed``), else ``None``."""
-    landed = buffer.landed if buffer is not None else None
-    if landed is None:
-        return None
-    flat = landed[0]()
-    if flat is None or tuple(map(id, grads)) != landed[1] or not all(
-            getattr(g, "base", None) is flat for g in grads):
-        return None
-    return flat
-
-
-#: By id of an engine rule: the ids of the parameters it last updated, and their ``Params``
-#: (an entry goes with its rule).
-_PARAMS: dict = {}
-
-
-def _params_of(rule, params: list) -> Params:
-    """``Params(params)``, the same object as last time for the same parameters of ``rule``
-    (it holds them, so their ids cannot be reused meanwhile)."""
-    ids = tuple(map(id, params))
-    cached = _PARAMS.get(id(rule))
-    if cached is None or cached[0] != ids:
-        try:
-            if cached is None:
-                weakref.finalize(rule, _PARAMS.pop, id(rule), None).atexit = False
-        except TypeError:               # a rule without weak references: no cache
-            return Params(params)
-        cached = _PARAMS[id(rule)] = (ids, Params(params))
-    return cached[1]
+        _, members, params, gradients = groups.setdefault(id(leaf.rule),
+                                                          (leaf.rule, [], [], []))
+        where[id(leaf)] = (gradients, len(gradients))
+        members.append(leaf)
+        params.append(leaf.param)
+        gradients.append(g)
+    return list(groups.values())
 
 
 def update_(state, model, grads):
@@ -680,25 +668,30 @@ def update_(state, model, grads):
     >>> m.weight
     param([[0.9, 1.7]], dtype=float32)
     """
-    groups: dict = {}
-    if state is not None and grads is not None:
-        # (a lone Leaf, for a model that is one array, sits in a one-item tree)
-        single = isinstance(state, Leaf)
-        _gather({0: state} if single else state, {0: model} if single else model,
-                {0: grads} if single else grads, (), {}, groups)
-    for rule, leaves, params, grads in groups.values():
+    if state is None or grads is None:
+        return state, model
+    leaves: list = []
+    found: list = []
+    if isinstance(state, Leaf):     # a model that is one array: its leaf as a one-item tree
+        _gather({0: state}, {0: model}, {0: grads}, (), leaves, found)
+    else:
+        _gather(state, model, grads, (), leaves, found)
+    if not leaves or _steady(leaves, found):
+        return state, model
+    for rule, members, params, gradients in _groups(leaves, found):
         if not _engine(rule):
-            for leaf, g in zip(leaves, grads, strict=True):     # an AbstractRule: one by one
+            for leaf, g in zip(members, gradients, strict=True):    # an AbstractRule: in turn
                 leaf._state, step = rule.apply_(leaf._state, leaf.param, g)
                 if step is not None:
                     _step.update_(leaf.param, step)
             continue
-        ps = _params_of(rule, params)
+        ps = Params(params)
         gs = Grads(ps)
-        gs._grads.update(zip(map(id, params), grads, strict=True))
-        flat = _landed(params[0].flat, grads)
-        if flat is not None:
-            gs.flat, gs.buffer = flat, params[0].flat
+        gs._grads.update(zip(map(id, params), gradients, strict=True))
+        buffer = params[0].flat
+        flat = None if buffer is None else buffer.landed_flat(gradients)
+        if flat is not None:        # (ApplyIfFinite, say, then steps its rule on it as it lies)
+            gs.flat, gs.buffer = flat, buffer
         _step.update_(rule, ps, gs)
     return state, model
 

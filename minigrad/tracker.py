@@ -19,6 +19,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
+from itertools import repeat
 from operator import attrgetter, is_
 
 import numpy as np
@@ -367,6 +368,7 @@ def _backprop(tape: Tape, loss: Node) -> list:
 # -- flat buffers ---------------------------------------------------------------------------------
 
 _data = attrgetter("data")
+_base = attrgetter("base")
 
 
 class FlatBuffer:
@@ -381,7 +383,7 @@ class FlatBuffer:
     them in one call.  ``landed`` is ``(weakref to that flat gradient, the ids of its views
     in order)`` for the latest such gradient on the host, ``None`` before: it lets a caller
     that holds the gradients without their ``Grads`` (a gradient tree of
-    :mod:`minigrad.optimisers`) recognise them.
+    :mod:`minigrad.optimisers`) recognise them (:meth:`landed_flat`).
 
     >>> import numpy as np, minigrad as mg
     >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
@@ -406,9 +408,34 @@ class FlatBuffer:
         """Whether ``params`` (a :class:`Params` or a list) is exactly this buffer's
         parameters, in order, each still stored in it (a parameter whose ``.data`` was
         reassigned no longer is; once one of them dies, none is)."""
-        items = params._items.values() if type(params) is Params else params
-        return (len(self.views) == len(self.ids) and tuple(map(id, items)) == self.ids
+        if type(params) is Params:
+            ids, items = tuple(params._items), params._items.values()
+        else:
+            ids, items = tuple(map(id, params)), params
+        return (len(self.views) == len(self.ids) and ids == self.ids
                 and all(map(is_, map(_data, items), self.views)))
+
+    def landed_flat(self, grads: list):
+        """The flat gradient whose views ``grads`` are, when they are the views of the latest
+        gradient laid out as this buffer (``landed``), in order; else ``None``.
+
+        >>> import numpy as np, minigrad as mg
+        >>> ps = [mg.param(np.ones(2)), mg.param(np.ones(3))]
+        >>> _ = mg.update_(mg.Descent(0.5), ps, {p: np.ones(p.shape) for p in ps})
+        >>> gs = mg.gradient(lambda: mg.sum(ps[0]) + mg.sum(ps[1]), mg.Params(ps))
+        >>> buffer = ps[0].flat
+        >>> buffer.landed_flat([gs[ps[0]], gs[ps[1]]]) is gs.flat
+        True
+        >>> buffer.landed_flat([gs[ps[1]], gs[ps[0]]]) is None         # not in its order
+        True
+        """
+        flat = None if self.landed is None else self.landed[0]()
+        if flat is None or tuple(map(id, grads)) != self.landed[1]:
+            return None
+        try:    # (ids alone could match objects made after the views died: none is a view)
+            return flat if all(map(is_, map(_base, grads), repeat(flat))) else None
+        except AttributeError:      # (not even an array)
+            return None
 
 
 def _flat_grads(gs: Grads, leaves: list) -> bool:

@@ -411,3 +411,166 @@ def test_the_new_rules_run_explicitly_as_they_do_implicitly(name):
     for p, q in zip(mg.params(m), ps, strict=True):
         np.testing.assert_array_equal(p.data, q.data)
     assert not np.array_equal(m[1].weight.data, start[1].weight.data)     # it did train
+
+
+# -- the steady path (one kernel on the landed gradients) follows every change -----------------
+
+def steady_model():
+    """A nested model of float32 arrays (``w`` and ``v`` of one shape), its gradient values,
+    and a loss whose gradient is those values."""
+    rng = np.random.default_rng(3)
+    shapes = {"w": (2, 3), "v": (2, 3), "sub": {"b": (4,), "c": (5,)}, "e": (3,)}
+
+    def build(tree):
+        if isinstance(tree, dict):
+            return {k: build(v) for k, v in tree.items()}
+        return rng.standard_normal(tree).astype(np.float32)
+
+    values, grads = build(shapes), build(shapes)
+    return values, grads
+
+
+def arrays_of(tree, path=()):
+    """``{path: array}`` of a nested dict."""
+    if isinstance(tree, dict):
+        return {q: a for k, v in tree.items() for q, a in arrays_of(v, (*path, k)).items()}
+    return {path: tree}
+
+
+def at(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+STEADY_CHANGES = ["nothing", "a gradient replaced", "two gradients swapped", "a None gradient",
+                  "a None subtree", "a frozen subtree", "the rule adjusted",
+                  "a subtree's rule adjusted", "a leaf of the state replaced",
+                  "p.data replaced"]
+
+
+@pytest.mark.parametrize("change", STEADY_CHANGES)
+def test_the_steady_path_follows_every_change(change, monkeypatch):
+    """Training with landed gradients takes the steady path (one kernel call over the flat
+    buffers); whatever changes between steps, the step ends bitwise where updating each array
+    on its own (one setup per array, no flat buffer) ends, and the steady path is taken only
+    while nothing that it relies on changed."""
+    from minigrad.optimise import step
+    values, grads = steady_model()
+    m = fmap_param(values)
+    ref = {path: mg.param(a.copy()) for path, a in arrays_of(values).items()}
+    st = opt.setup(opt.Adam(0.1), m)
+    refs = {path: opt.setup(opt.Adam(0.1), {"x": p}) for path, p in ref.items()}
+    steady = []
+    real = step.steady_step
+    monkeypatch.setattr(step, "steady_step", lambda *a: steady.append(real(*a)) or steady[-1])
+
+    def both(g, given):
+        """One step of ``m`` with the gradient tree ``g`` and of the references with
+        ``given`` (``{path: array or None}``)."""
+        steady.clear()
+        opt.update_(st, m, g)
+        for path, dx in given.items():
+            if dx is not None:
+                opt.update_(refs[path], {"x": ref[path]}, {"x": dx})
+
+    def landed():
+        terms = list(arrays_of(grads).items())
+        g = mg.gradient(lambda m: sum(mg.sum(at(m, path) * dx) for path, dx in terms), m)[0]
+        assert at(g, ("w",)).base is at(g, ("e",)).base          # landed in one buffer
+        return g, dict(terms)
+
+    both(*landed())                     # moves the arrays into one flat buffer
+    both(*landed())
+    assert steady == [True]
+    g, given = landed()
+    if change == "a gradient replaced":
+        g["e"] = g["e"] * 2
+        given[("e",)] = g["e"]
+    elif change == "two gradients swapped":
+        g["w"], g["v"] = g["v"], g["w"]
+        given[("w",)], given[("v",)] = given[("v",)], given[("w",)]
+    elif change == "a None gradient":
+        g["e"] = None
+        given[("e",)] = None
+    elif change == "a None subtree":
+        g["sub"] = None
+        given[("sub", "b")] = given[("sub", "c")] = None
+    elif change == "a frozen subtree":
+        opt.freeze_(st["sub"])
+        given[("sub", "b")] = given[("sub", "c")] = None
+    elif change == "the rule adjusted":
+        opt.adjust_(st, 0.05)
+        for r in refs.values():
+            opt.adjust_(r, 0.05)
+    elif change == "a subtree's rule adjusted":
+        opt.adjust_(st["sub"], beta=(0.8, 0.9))
+        opt.adjust_(refs[("sub", "b")], beta=(0.8, 0.9))
+        opt.adjust_(refs[("sub", "c")], beta=(0.8, 0.9))
+    elif change == "a leaf of the state replaced":
+        st["e"] = opt.setup(opt.Descent(0.5), {"e": m["e"]})["e"]
+        refs[("e",)] = opt.setup(opt.Descent(0.5), {"x": ref[("e",)]})
+    elif change == "p.data replaced":
+        m["e"].data = m["e"].data * 2
+        ref[("e",)].data = ref[("e",)].data * 2
+    both(g, given)
+    assert steady.count(True) == (change in ("nothing", "the rule adjusted"))
+    if change == "a frozen subtree":
+        opt.thaw_(st["sub"])
+    both(*landed())                     # and the step after
+    for path, q in ref.items():
+        np.testing.assert_array_equal(at(m, path).data, q.data, err_msg=f"{change}: {path}")
+    assert not np.array_equal(at(m, ("w",)).data, at(values, ("w",)))    # it did train
+
+
+def fmap_param(tree):
+    return {k: fmap_param(v) for k, v in tree.items()} if isinstance(tree, dict) else \
+        mg.param(tree.copy())
+
+
+@pytest.mark.parametrize("change", ["an array of the model replaced", "a read-only array"])
+def test_the_steady_path_refuses_what_the_general_path_refuses(change):
+    """A model whose array is not the one set up, or a read-only array, is refused on the
+    steady path as elsewhere, and nothing changes."""
+    values, grads = steady_model()
+    m = fmap_param(values)
+    st = opt.setup(opt.Adam(0.1), m)
+    terms = list(arrays_of(grads).items())
+    for _ in range(2):
+        g = mg.gradient(lambda m: sum(mg.sum(at(m, path) * dx) for path, dx in terms), m)[0]
+        opt.update_(st, m, g)
+    g = mg.gradient(lambda m: sum(mg.sum(at(m, path) * dx) for path, dx in terms), m)[0]
+    def snapshot():     # every array and its Adam state (m, v, and the powers βᵗ)
+        return {path: (at(st, path).param.data.copy(), *(np.copy(s) for s in at(st, path).state))
+                for path in arrays_of(values)}
+
+    before = snapshot()
+    if change == "an array of the model replaced":
+        m["e"] = mg.param(np.zeros(3, np.float32))
+        with pytest.raises(ValueError, match="not the one this state was set up for"):
+            opt.update_(st, m, g)
+        m["e"] = at(st, ("e",)).param
+    else:
+        m["w"].data.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            opt.update_(st, m, g)
+    for path, saved in snapshot().items():
+        for now, then in zip(saved, before[path], strict=True):
+            np.testing.assert_array_equal(now, then, err_msg=f"{change}: {path}")
+
+
+def test_a_guarded_rule_checks_landed_gradients_before_the_steady_path():
+    """ApplyIfFinite's check comes first even where the gradients lie in the flat buffer:
+    a NaN there skips the whole step."""
+    m = {"a": mg.param(np.ones(3, np.float32)), "b": mg.param(np.ones(2, np.float32))}
+    st = opt.setup(mg.ApplyIfFinite(mg.Adam(0.1)), m)
+    for _ in range(3):
+        g = mg.gradient(lambda m: mg.sum(m["a"] * 2) + mg.sum(m["b"]), m)[0]
+        assert g["a"].base is g["b"].base
+        opt.update_(st, m, g)
+    before = {k: p.data.copy() for k, p in m.items()}
+    g["a"][0] = np.nan
+    opt.update_(st, m, g)
+    assert st["a"].rule.skipped == 1
+    for k, p in m.items():
+        np.testing.assert_array_equal(p.data, before[k])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from functools import partial
 from operator import attrgetter, is_
 
 from ..tracker import FlatBuffer, Param
@@ -35,9 +34,7 @@ __all__ = ["FlatGroup", "SharedScalars", "FLAT_GROUPS", "steady_step", "update_f
 #: so copies, pickles and checkpoints leave it out; the next ``update_`` builds a new one.
 FLAT_GROUPS = "_flat_groups"
 
-_is_none = partial(is_, None)
 _writeable = attrgetter("flags.writeable")
-_data = attrgetter("data")
 
 
 class SharedScalars(list):
@@ -104,7 +101,7 @@ class FlatGroup:
         self.scratch = None     # a flat gradient buffer, for gradients that lie elsewhere
         self.first = weakref.ref(params[0])
         starts = buffer.starts
-        flat_states = []    # per rule: the flat state arrays
+        self.state_arrays = []  # every rule's flat state arrays, in order
         self.members = []   # per rule: each parameter's state (views into the flat arrays)
         self.scalars = []   # per rule: the scalars every member's state shares
         for rule in rules:
@@ -120,10 +117,9 @@ class FlatGroup:
                 arrays = tuple(flat[a:b] for flat in fresh.arrays)
                 rule.state[p] = state = type(fresh)(arrays, shared, p.shape)
                 members.append(state)
-            flat_states.append(fresh.arrays)
+            self.state_arrays += fresh.arrays
             self.members.append(members)
             self.scalars.append(shared)
-        self.state_arrays = [a for arrays in flat_states for a in arrays]
         self.versions = self._versions()
 
     def _versions(self) -> list:
@@ -135,8 +131,7 @@ class FlatGroup:
         updated on its own since has scalars of its own, and breaks the group."""
         if len(rules) != len(self.rules) or not all(map(is_, rules, self.rules)):
             return False
-        if any(d is not rule.state or v != rule.state.version
-               for rule, (d, v) in zip(self.rules, self.versions, strict=True)):
+        if self._versions() != self.versions:
             # Some state was set or deleted since (every change of a member's scalars stores
             # its state again): is each member's still this group's?
             for rule, members, shared in zip(self.rules, self.members, self.scalars,
@@ -229,34 +224,24 @@ def _group(opt, rules: list, buffer: FlatBuffer, params) -> FlatGroup | None:
     return group
 
 
-def steady_step(opt, rules: list, ps, gs) -> bool:
-    """The steady state of a training loop: ``update_(opt, ps, gs)`` where ``gs`` came from
-    :func:`minigrad.gradient` with ``ps``, whose parameters lie in one flat buffer, and every
-    gradient is there (none ``None``).  One kernel call over the flat buffers; returns whether
-    it did the step (if not, nothing was changed and the caller takes the general path).
+def steady_step(opt, rules: list, buffer: FlatBuffer, params, flat_g) -> bool:
+    """The steady state of a training loop: update ``params`` (a list or ``Params``) with one
+    kernel call from the flat gradient ``flat_g``, laid out as ``buffer`` lays them out, if
+    they are still exactly ``buffer``'s parameters, stored there and writable.  ``rules`` is
+    ``opt``'s single fused pass.  Returns whether it did the step (if not, nothing changed).
 
     >>> import numpy as np, minigrad as mg
-    >>> ps, opt = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))]), mg.Descent(0.5)
-    >>> loss = lambda: mg.sum(ps[0]) + mg.sum(ps[1])
-    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps))    # not flat yet
-    False
-    >>> _ = mg.update_(opt, ps, mg.gradient(loss, ps))          # now they are
-    >>> steady_step(opt, [opt], ps, mg.gradient(loss, ps)), ps[1]
-    (True, param([0., 0., 0.]))
+    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
+    >>> _ = mg.update_(opt, ps, {p: np.ones(p.shape) for p in ps})    # one buffer now
+    >>> steady_step(opt, [opt], ps[0].flat, ps, np.array([1.0, 1.0, 2.0])), ps[1]
+    (True, param([-0.5]))
     """
-    buffer = gs.buffer
-    if buffer is None or not len(ps) == len(buffer.ids) == len(buffer.views) or (
-            gs.params is not ps and tuple(ps._items) != buffer.ids):
-        return False
-    # Still stored where the gradient found them, writable, and every gradient there.
-    if (not all(map(is_, map(_data, ps._items.values()), buffer.views))
-            or not all(map(_writeable, buffer.views))
-            or any(map(_is_none, gs._grads.values()))):
+    if not buffer.holds(params) or not all(map(_writeable, buffer.views)):
         return False        # (the general path names a read-only parameter)
-    group = _group(opt, rules, buffer, ps._items.values())
+    group = _group(opt, rules, buffer, params)
     if group is None:
         return False
-    group.step(gs.flat)
+    group.step(flat_g)
     return True
 
 

@@ -11,6 +11,9 @@ gradient and the optimiser's state as they were.
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import is_
+
 import numpy as np
 
 from ..tracker import Grads, Node, Params, data
@@ -19,7 +22,7 @@ from .backend import backend_for, backend_of
 from .flat import SharedScalars, steady_step, update_flat
 from .kernels import finite_sum
 
-__all__ = ["apply_", "update_", "update_pieces", "fused_passes"]
+__all__ = ["apply_", "update_", "update_pieces", "steady_update", "fused_passes"]
 
 
 def _stages(opt) -> list:
@@ -202,11 +205,12 @@ def update_pieces(opt, x, g, pieces_of):
 
 def _update_all(opt, ps, gs):
     """``update_(opt, ps, gs)``: see :func:`update_`."""
+    if (type(gs) is Grads and gs.buffer is not None
+            and not any(map(is_, gs._grads.values(), repeat(None)))
+            and steady_update(opt, ps, gs.buffer, gs.flat)):
+        return ps       # every gradient in gs.flat, as gradient() leaves them
     passes = _plan(opt)
     one_pass = len(passes) == 1 and isinstance(passes[0], list)
-    if one_pass and type(ps) is Params and type(gs) is Grads and steady_step(
-            opt, passes[0], ps, gs):
-        return ps
     name = f"update_({type(opt).__name__})"
     pairs = [(p, gs[p]) for p in ps]
     checked = [(p, *_operands(name, p, gp, True)) for p, gp in pairs if gp is not None]
@@ -219,6 +223,16 @@ def _update_all(opt, ps, gs):
     for p, target, gd in checked:
         _step(passes, p, target, gd, update=True)
     return ps
+
+
+def steady_update(opt, params, buffer, flat) -> bool:
+    """``update_(opt, params, grads)`` in one kernel call (:func:`.flat.steady_step`), for
+    gradients that all lie in ``flat`` laid out as ``buffer`` lays out the parameters, if
+    ``opt`` runs as one fused pass (a wrapper with its own ``update_``, ``ApplyIfFinite``, is
+    a Python stage: never).  Returns whether it did the step (if not, nothing changed)."""
+    passes = _plan(opt)
+    return (len(passes) == 1 and isinstance(passes[0], list)
+            and steady_step(opt, passes[0], buffer, params, flat))
 
 
 def update_(*args):
