@@ -17,6 +17,7 @@ import numpy as np
 
 import minigrad as mg
 from minigrad.optimise import gpu_checks as gpu_kernels
+from minigrad.optimise.step import steady_update
 
 
 def _moved_by_hand(to_gpu: bool) -> None:
@@ -87,6 +88,11 @@ def main() -> dict:
         "values": mg.cpu(ps[0]).data.tolist(),
         "state_shape": list(state[0].shape),
     }
+    # The steady step, from a flat gradient laid out as the parameters' buffer (as gradient()
+    # leaves it), on device arrays (which have no read-only flag to check).
+    flat_g = cuda.to_device(np.full(5, 0.5, np.float32))
+    out["steady"] = {"taken": steady_update(opt, ps, ps[0].flat, flat_g),
+                     "values": mg.cpu(ps[1]).data.tolist()}
     # A user-defined rule gets the GPU Δ and updates it in place.
 
     class Halve(mg.AbstractOptimiser):

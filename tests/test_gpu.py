@@ -75,6 +75,13 @@ def test_dispatch_keeps_state_on_the_gpu_and_uses_one_flat_buffer(sim):
     assert dispatch["state_on_device"] and dispatch["flat_groups"] == 1
     assert dispatch["state_shape"] == [3]
     assert dispatch["values"] == pytest.approx([0.8] * 3, rel=1e-6)     # two Adam(0.1) steps
+    # The steady step (one kernel call from a flat gradient) runs on device arrays too: a
+    # third Adam(0.1) step, as on the host.
+    host, cpu_opt = mg.param(np.ones(2, np.float32)), mg.Adam(0.1)
+    for _ in range(3):
+        mg.update_(cpu_opt, host, np.full(2, 0.5, np.float32))
+    assert sim["steady"]["taken"]
+    assert sim["steady"]["values"] == pytest.approx(host.data.tolist(), rel=1e-6)
     assert sim["user_rule"] == {"delta_type": ["FakeCUDAArray"], "values": [0.5] * 4}
     assert sim["plain"] == {"update": [0.75] * 3, "apply_returns_delta": True,
                             "delta": [0.5] * 3}

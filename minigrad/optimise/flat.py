@@ -23,6 +23,8 @@ import itertools
 import weakref
 from operator import attrgetter, is_
 
+import numpy as np
+
 from ..tracker import FlatBuffer, Param
 from .backend import backend_of
 from .kernels import finite_sum
@@ -236,8 +238,10 @@ def steady_step(opt, rules: list, buffer: FlatBuffer, params, flat_g) -> bool:
     >>> steady_step(opt, [opt], ps[0].flat, ps, np.array([1.0, 1.0, 2.0])), ps[1]
     (True, param([-0.5]))
     """
-    if not buffer.holds(params) or not all(map(_writeable, buffer.views)):
-        return False        # (the general path names a read-only parameter)
+    if not buffer.holds(params) or (type(buffer.data) is np.ndarray
+                                    and not all(map(_writeable, buffer.views))):
+        return False        # (the general path names a read-only parameter; GPU arrays have
+        #                      no read-only flag)
     group = _group(opt, rules, buffer, params)
     if group is None:
         return False
