@@ -54,6 +54,34 @@ def test_block_parts_do_not_depend_on_where_the_block_lies(dtype, block):
     assert cpu.block_maxes(a).tolist() == [np.abs(a[s:s + 16]).max() for s in range(0, 100, 16)]
 
 
+def _transcribed(a, block, lanes=cpu.NORM_LANES) -> np.ndarray:
+    """The block sums of a² as the definition says, in NumPy: element i of a block in lane
+    i mod lanes (each lane added in element order), then the lanes added pairwise."""
+    sums = []
+    for start in range(0, a.size, block):
+        part = a[start:start + block].astype(np.float64)
+        acc = np.zeros(lanes)
+        for row in range(0, part.size, lanes):
+            chunk = part[row:row + lanes]
+            acc[:chunk.size] += chunk * chunk
+        while acc.size > 1:
+            acc = acc[:acc.size // 2] + acc[acc.size // 2:]
+        sums.append(acc[0])
+    return np.array(sums)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_multi_threaded_block_sums_are_the_definition(dtype):
+    # Over the threading threshold the blocks are shared among threads: the same bits, which
+    # are those of the definition written out in NumPy.
+    a = np.random.default_rng(1).standard_normal((1 << 19) + 4099).astype(dtype)
+    sums = cpu.block_sums(a)
+    serial = np.empty_like(sums)
+    cpu.block_kernel(dtype, False)(a, cpu.NORM_BLOCK, 2.0, 1.0, serial)
+    assert sums.tobytes() == serial.tobytes()
+    assert sums.tobytes() == _transcribed(a, cpu.NORM_BLOCK).tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", PS)
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 300])

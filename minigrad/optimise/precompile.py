@@ -40,6 +40,7 @@ def precompile(*optimisers, dtypes=(np.float32, np.float64)) -> int:
                 count += 1
     if not optimisers or any(issubclass(rule, NormClip) for rules in passes for rule in rules):
         for dtype in dtypes:
-            cpu.block_sums(np.zeros(1, dtype))      # (its first call loads or compiles it)
-            count += 1
+            for parallel in (False, True):
+                cpu.block_kernel(dtype, parallel)
+                count += 1
     return count
