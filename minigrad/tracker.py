@@ -187,6 +187,12 @@ class TrackerParam(Param):
 
     __slots__ = ()
 
+    def __new__(cls, *args):
+        # (here, not in __init__: copies and unpickled arrays are made without __init__)
+        global _tracker_style
+        _tracker_style = True
+        return super().__new__(cls)
+
 
 class TrackedArray(Node):
     """The result of a differentiable operation recorded on the tape.
@@ -851,8 +857,6 @@ def param(x, dtype=None) -> TrackerParam:
     >>> W, mg.tracker.istracked(W * 2)
     (trackerparam([1., 2., 3.]), True)
     """
-    global _tracker_style
-    _tracker_style = True
     return TrackerParam(param_value(x, dtype))
 
 

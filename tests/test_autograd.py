@@ -491,6 +491,14 @@ def test_tracker_style_leaves_plain_parameters_as_they_were():
     assert type(mg.cpu(V)) is tracker.TrackerParam and mg.cpu(V) is V
 
 
+def test_tracker_style_survives_copies_into_a_fresh_process(monkeypatch):
+    import copy
+    V = tracker.param([1.0, 2.0])
+    monkeypatch.setattr(tracker, "_tracker_style", False)     # as in a process that only loads
+    W = copy.deepcopy(V)                                        # (made without __init__)
+    assert type(W) is tracker.TrackerParam and tracker.istracked(W * 2)
+
+
 def test_tracker_style_graph_goes_with_its_loss():
     import gc
     import weakref
