@@ -223,7 +223,13 @@ def block_sums(a, p: float = 2.0, big: float = 1.0, block: int | None = None) ->
 
 def block_kernel(dtype, parallel: bool):
     """The compiled kernel behind :func:`block_sums` for arrays of ``dtype``, serial or
-    multi-threaded (over blocks), loaded or compiled at its first use in the process."""
+    multi-threaded (over blocks), loaded or compiled at its first use in the process:
+    ``kernel(a, block, p, big, out)`` writes the block sums of ``a`` into ``out``.
+
+    >>> out = np.empty(1)
+    >>> block_kernel(np.float64, False)(np.array([3.0, 4.0]), 4, 2.0, 1.0, out); out
+    array([25.])
+    """
     dtype = np.dtype(dtype)
     source = _BLOCK_SUMS.format(dtype=dtype.name, lanes=NORM_LANES, parallel=parallel,
                                 loop="prange" if parallel else "range",

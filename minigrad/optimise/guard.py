@@ -152,14 +152,28 @@ class ApplyIfFinite(AbstractOptimiser):
 
     def skip(self) -> None:
         """Count one skipped step (a sharded DistributedOptimiser decides across the ranks
-        and calls this and :meth:`refuse` itself)."""
+        and calls this and :meth:`refuse` itself).
+
+        >>> import minigrad as mg
+        >>> guard = mg.ApplyIfFinite(mg.Descent()); guard.skip()
+        >>> guard.skipped, guard.consecutive
+        (1, 1)
+        """
         self.skipped += 1
         self.consecutive += 1
 
     def refuse(self, p, where: str, nan: int, inf: int, size: int):
         """Raise :class:`NonFiniteGradientError` for parameter ``p`` (``where`` describes it
         without a model) whose gradient of ``size`` values has ``nan`` NaN and ``inf``
-        infinite ones."""
+        infinite ones.
+
+        >>> import minigrad as mg
+        >>> mg.ApplyIfFinite(mg.Descent()).refuse(mg.param([1.0]), "parameter 1", 1, 0, 1)
+        Traceback (most recent call last):
+        ...
+        minigrad.optimise.guard.NonFiniteGradientError: ApplyIfFinite: the gradient of parameter 1 \
+(a param of dtype float64 and shape (1,)) has 1 NaN and 0 infinite value(s) of 1; ...
+        """
         name = self._name(p, where)
         raise NonFiniteGradientError(
             f"ApplyIfFinite: the gradient of {name} has {nan} NaN and {inf} infinite "

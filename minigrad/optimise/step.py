@@ -229,7 +229,14 @@ def steady_update(opt, params, buffer, flat) -> bool:
     """``update_(opt, params, grads)`` in one kernel call (:func:`.flat.steady_step`), for
     gradients that all lie in ``flat`` laid out as ``buffer`` lays out the parameters, if
     ``opt`` runs as one fused pass (a wrapper with its own ``update_``, ``ApplyIfFinite``, is
-    a Python stage: never).  Returns whether it did the step (if not, nothing changed)."""
+    a Python stage: never).  Returns whether it did the step (if not, nothing changed).
+
+    >>> import numpy as np, minigrad as mg
+    >>> ps, opt = [mg.param(np.ones(2)), mg.param(np.ones(1))], mg.Descent(0.5)
+    >>> _ = mg.update_(opt, ps, {p: np.ones(p.shape) for p in ps})    # one buffer now
+    >>> steady_update(opt, ps, ps[0].flat, np.array([1.0, 1.0, 2.0])), ps[1]
+    (True, param([-0.5]))
+    """
     passes = _plan(opt)
     return (len(passes) == 1 and isinstance(passes[0], list)
             and steady_step(opt, passes[0], buffer, params, flat))
