@@ -768,7 +768,7 @@ def _untracked(name: str, fn, args, kwargs):
 def _numpy_attribute(self, name: str):
     """Any other attribute of NumPy arrays (``max``, ``argmax``, ``copy``, ``strides``, ...),
     read from the raw values; methods follow the rule of :func:`_untracked`."""
-    if name.startswith("__") or name == "data":     # protocol probes, half-built objects
+    if name.startswith("_") or name == "data":  # protocol probes, private names, half-built objects
         raise AttributeError(name)
     attribute = getattr(self.data, name)
     if not callable(attribute):

@@ -125,7 +125,7 @@ class Param(Node):
     ((1, 2), dtype('float64'))
     """
 
-    __slots__ = ("_grad", "flat", "__weakref__")
+    __slots__ = ("_grad", "flat", "_storage", "__weakref__")
     is_leaf = True
 
     def __init__(self, value: np.ndarray):
@@ -142,11 +142,25 @@ class Param(Node):
                 f"{_describe(value)}: the optimisers' kernels run on those two only (float16 "
                 "or long double would fail later, at the first update); convert it, for "
                 "example minigrad.param(x, dtype=np.float32)")
+        #: The :class:`FlatBuffer` this parameter's storage is a view into, or ``None``.
+        self.flat = None
         self.data = value
         self.g = None
         self._grad = None
-        #: The :class:`FlatBuffer` this parameter's storage is a view into, or ``None``.
-        self.flat = None
+
+    @property
+    def data(self) -> np.ndarray:
+        """The array's storage."""
+        return self._storage
+
+    @data.setter
+    def data(self, value) -> None:
+        # New storage takes the parameter out of its flat buffer: dissolve the buffer here, so
+        # that a step need not check every parameter's storage (FlatBuffer.holds).
+        buffer = getattr(self, "flat", None)    # (not set yet while unpickling)
+        if buffer is not None:
+            buffer.views.clear()
+        self._storage = value
 
     # Copies and pickles own their storage: they leave the flat buffer behind.
     def __getstate__(self) -> tuple:
@@ -373,7 +387,6 @@ def _backprop(tape: Tape, loss: Node) -> list:
 
 # -- flat buffers ---------------------------------------------------------------------------------
 
-_data = attrgetter("data")
 _base = attrgetter("base")
 
 
@@ -414,12 +427,9 @@ class FlatBuffer:
         """Whether ``params`` (a :class:`Params` or a list) is exactly this buffer's
         parameters, in order, each still stored in it (a parameter whose ``.data`` was
         reassigned no longer is; once one of them dies, none is)."""
-        if type(params) is Params:
-            ids, items = tuple(params._items), params._items.values()
-        else:
-            ids, items = tuple(map(id, params)), params
-        return (len(self.views) == len(self.ids) and ids == self.ids
-                and all(map(is_, map(_data, items), self.views)))
+        # (a parameter that died or was given new storage emptied ``views``: see Param.data)
+        ids = tuple(params._items) if type(params) is Params else tuple(map(id, params))
+        return len(self.views) == len(self.ids) and ids == self.ids
 
     def landed_flat(self, grads: list):
         """The flat gradient whose views ``grads`` are, when they are the views of the latest
@@ -468,6 +478,7 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
     gs.flat, gs.buffer = flat, buffer
+    gs._reached_all = len(reached) == len(buffer.ids)
     if xp is np:
         buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
     return True
@@ -569,7 +580,7 @@ class Grads:
     array([2., 4.])
     """
 
-    __slots__ = ("params", "_grads", "flat", "buffer")
+    __slots__ = ("params", "_grads", "flat", "buffer", "_reached_all")
 
     def __init__(self, ps: Params):
         self.params = ps
@@ -578,6 +589,7 @@ class Grads:
         #: parameters live in one :class:`FlatBuffer` (``buffer``, laid out alike); else
         #: ``None`` (both).
         self.flat = self.buffer = None
+        self._reached_all = False   # with ``flat``: no parameter's gradient is None
 
     def __getitem__(self, x) -> np.ndarray | None:
         try:
@@ -621,6 +633,7 @@ class Grads:
         self.params, values = state
         self._grads = {id(p): g for p, g in zip(self.params, values, strict=True)}
         self.flat = self.buffer = None
+        self._reached_all = False
 
     def __repr__(self) -> str:
         return f"Grads(<{len(self.params)} parameters>)"

@@ -1593,3 +1593,24 @@ def test_parameters_of_a_buffer_whose_member_died_form_a_new_one():
     mg.update_(opt, θ, gs)
     np.testing.assert_array_equal(np.concatenate([p.data for p in ps]),
                                   np.r_[np.full(6, -0.5), np.zeros(3)])
+
+
+@pytest.mark.parametrize("storage", ["new values", "its own view again"])
+def test_a_parameter_given_new_storage_leaves_its_buffer(storage):
+    """Assigning ``p.data`` dissolves the parameter's flat buffer at once (the step does not
+    check each parameter's storage): gradients stop landing there, and the next update forms
+    a new buffer from the values the parameters hold then."""
+    ps = [mg.param(np.ones(3, np.float32)) for _ in range(3)]
+    θ, opt = mg.Params(ps), mg.Descent(0.5)
+    mg.update_(opt, θ, {p: np.ones(3, np.float32) for p in ps})      # each is 0.5 now
+    old = ps[0].flat
+    assert old.holds(θ) and ps[1].data.base is old.data
+    ps[1].data = np.full(3, 4.0, np.float32) if storage == "new values" else ps[1].data
+    assert old.views == [] and not old.holds(θ)
+    gs = mg.gradient(lambda: sum(mg.sum(p) for p in ps), θ)
+    assert gs.flat is None                          # not landed in the dissolved buffer
+    mg.update_(opt, θ, gs)
+    assert ps[0].flat is not old and ps[0].flat.holds(θ)
+    moved = 3.5 if storage == "new values" else 0.0
+    np.testing.assert_array_equal(np.concatenate([p.data for p in ps]),
+                                  np.r_[np.zeros(3), np.full(3, moved), np.zeros(3)])

@@ -11,9 +11,6 @@ gradient and the optimiser's state as they were.
 
 from __future__ import annotations
 
-from itertools import repeat
-from operator import is_
-
 import numpy as np
 
 from ..tracker import Grads, Node, Params, data
@@ -205,8 +202,7 @@ def update_pieces(opt, x, g, pieces_of):
 
 def _update_all(opt, ps, gs):
     """``update_(opt, ps, gs)``: see :func:`update_`."""
-    if (type(gs) is Grads and gs.buffer is not None
-            and not any(map(is_, gs._grads.values(), repeat(None)))
+    if (type(gs) is Grads and gs.buffer is not None and gs._reached_all
             and steady_update(opt, ps, gs.buffer, gs.flat)):
         return ps       # every gradient in gs.flat, as gradient() leaves them
     passes = _plan(opt)
