@@ -154,11 +154,13 @@ class FlatGroup:
         if not finite_sum(hypers):
             for rule in self.rules:
                 rule.check()    # names the culprit; passes only if a sum overflowed
-        self.backend.run(self.types, True, self.x, flat_g, hypers, self.state_arrays)
         for rule, shared in zip(self.rules, self.scalars, strict=True):
             # Once for all members: what advancing each in turn would do (ExpDecay, whose η
             # depends on the other parameters' counters, decays it at the first member only).
+            # Before the kernel, whose pass over the buffers evicts this code from the CPU's
+            # caches: after it, the same lines cost about 8 µs (50-tensor Adam).
             rule.advance(shared, first)
+        self.backend.run(self.types, True, self.x, flat_g, hypers, self.state_arrays)
 
     def gathered(self, grads: list):
         """``grads`` (in the parameters' order) copied into one flat buffer of the group."""
