@@ -78,9 +78,11 @@ def as_array(a):
     >>> mg.devices.as_array([1.0, 2.0])
     array([1., 2.])
     """
-    if type(a) is np.ndarray or on_device(a):
+    if type(a) is np.ndarray:
         return a
-    return np.asarray(a)
+    if isinstance(a, np.generic) or not on_device(a):   # (a loss value: no device probe)
+        return np.asarray(a)
+    return a
 
 
 def device_dtype(a) -> np.dtype:

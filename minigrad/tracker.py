@@ -916,23 +916,30 @@ def isleaf(x) -> bool:
     return isinstance(x, Param)
 
 
-def checked_target(name: str, x, step) -> np.ndarray:
-    """The storage of parameter ``x`` after checking that ``step`` can update it in place.
+def checked_target(name: str, x, step) -> tuple:
+    """``(storage of parameter x, raw value of step)`` after checking that ``step`` can update
+    ``x`` in place (it may broadcast).
 
     Every update function calls this before touching anything, so a bad call changes nothing.
+
+    >>> import numpy as np, minigrad as mg
+    >>> checked_target("update_", mg.param([1.0, 2.0]), 0.5)
+    (array([1., 2.]), 0.5)
     """
-    target = data(x)
+    target, step = data(x), data(step)
+    if (type(target) is np.ndarray and type(step) is np.ndarray and step.shape == target.shape
+            and target.dtype.kind == "f" and target.flags.writeable):
+        return target, step     # the common case, checked cheaply (update_ runs once a tensor)
     if not isinstance(target, np.ndarray) or target.dtype.kind != "f":
         raise TypeError(f"{name}: the parameter must be a floating-point array, got "
                         f"{_describe(target)}")
     if not target.flags.writeable:
         raise ValueError(f"{name}: the parameter (shape {target.shape}) is read-only")
-    step = data(step)
     shape = step.shape if isinstance(step, np.ndarray) else np.shape(step)
     if shape != target.shape and not _broadcasts_to(shape, target.shape):
         raise ValueError(f"{name}: a step of shape {shape} does not fit a parameter of shape "
                          f"{target.shape}")
-    return target
+    return target, step
 
 
 def _broadcasts_to(shape: tuple, target: tuple) -> bool:
@@ -970,8 +977,8 @@ def update_(x, Δ, *rest):
             if isinstance(p, Param):
                 p._grad = None
         return xs
-    target = checked_target("update_", x, Δ)
-    target += data(Δ)
+    target, step = checked_target("update_", x, Δ)
+    target += step
     if isinstance(x, Param):
         x._grad = None
     return x

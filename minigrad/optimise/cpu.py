@@ -47,7 +47,7 @@ def operands(name: str, x, g, update: bool) -> tuple:
             and target.flags.writeable and target.flags.c_contiguous
             and (update or (gd.flags.writeable and gd.flags.c_contiguous))):
         return target, gd       # the common case, checked cheaply
-    target = checked_target(name, x, g)
+    target, _ = checked_target(name, x, g)
     if target.dtype not in DTYPES:
         raise TypeError(f"{name}: the optimisers' kernels take float32 or float64 parameters, "
                         f"got {_describe(x)}; convert it (for example "
@@ -357,6 +357,6 @@ def update(x, x̄):
     >>> update(np.ones(2), 0.25)
     array([0.75, 0.75])
     """
-    target = checked_target("update_", x, x̄)
-    np.subtract(target, data(x̄), out=target)
+    target, step = checked_target("update_", x, x̄)
+    np.subtract(target, step, out=target)
     return x
