@@ -74,9 +74,9 @@ def as_array(a):
     """``a`` as an array without leaving its device: GPU arrays as they are, anything else
     through ``np.asarray``.
 
-    >>> import minigrad as mg
-    >>> mg.devices.as_array([1.0, 2.0])
-    array([1., 2.])
+    >>> import numpy as np, minigrad as mg
+    >>> mg.devices.as_array([1.0, 2.0]), mg.devices.as_array(np.float32(2.5))
+    (array([1., 2.]), array(2.5, dtype=float32))
     """
     if type(a) is np.ndarray:
         return a

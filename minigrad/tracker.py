@@ -404,6 +404,10 @@ class FlatBuffer:
     that holds the gradients without their ``Grads`` (a gradient tree of
     :mod:`minigrad.optimisers`) recognise them (:meth:`landed_flat`).
 
+    A buffer is dissolved (``views`` emptied, so that it holds no one) as soon as one of its
+    parameters dies or is given new storage (``p.data = ...``); the survivors form a new one
+    at their next update together.
+
     >>> import numpy as np, minigrad as mg
     >>> ps = mg.Params([mg.param(np.ones(2)), mg.param(np.ones(3))])
     >>> gs = mg.gradient(lambda: mg.sum(ps[0]) + mg.sum(ps[1]), ps)
