@@ -150,7 +150,8 @@ class Param(Node):
 
     @property
     def data(self) -> np.ndarray:
-        """The array's storage."""
+        """The array's storage.  Assigning new storage takes the parameter out of its
+        :class:`FlatBuffer` (the buffer dissolves; see :mod:`minigrad.optimise.flat`)."""
         return self._storage
 
     @data.setter
