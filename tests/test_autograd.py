@@ -338,8 +338,10 @@ def test_layers_outside_gradient_return_numpy():
     y = m(np.ones((3, 4), np.float32))
     assert type(y) is np.ndarray and y.shape == (1, 4)
     W1, b1, W2, b2 = (p.data for p in mg.params(m))
+    # (float32 against a float64 reference: the sum can cancel to near zero, so an absolute
+    # tolerance at float32's resolution of the terms, not only a relative one)
     np.testing.assert_allclose(y, W2 @ np.maximum(W1 @ np.ones((3, 4)) + b1[:, None], 0)
-                               + b2[:, None], rtol=1e-6)
+                               + b2[:, None], rtol=1e-6, atol=1e-6)
 
 
 def test_asarray_is_the_storage():
