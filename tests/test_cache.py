@@ -15,11 +15,14 @@
   last line or was cut short, Numba's index or code file cut short or with flipped bits.  The
   next process gets the right result, with a warning, and the one after that loads the
   repaired cache without one.
+* A Python bytecode file planted beside a kernel's source never runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import py_compile
 import shutil
 import stat
 import subprocess
@@ -335,3 +338,27 @@ def test_a_damaged_cache_never_changes_a_result(damage, warm_cache, tmp_path):
     assert eval(second.stdout.splitlines()[-2]) == expected_step()
     assert "damaged" not in second.stderr
     assert int(second.stdout.splitlines()[-1]) >= 1     # loaded from the repaired cache
+
+
+def test_a_planted_bytecode_file_never_runs(warm_cache, tmp_path):
+    """Python's import system would run a ``__pycache__`` bytecode file beside a kernel's
+    source whose header records the source's mtime and size; minigrad compiles the source text
+    it has checked instead.  Planted here for each kernel: its update with the sign flipped
+    (the same length), with Numba's cache removed so that Numba compiles whatever ran."""
+    cache = tmp_path / "cache"
+    shutil.copytree(warm_cache, cache)
+    for name in os.listdir(cache / "__pycache__"):
+        os.unlink(cache / "__pycache__" / name)
+    sources = sorted(cache.glob("minigrad_kernel_*.py"))
+    assert sources
+    for path in sources:
+        text = path.read_text()
+        assert "x[i] = xi - d" in text
+        planted = tmp_path / path.name
+        planted.write_text(text.replace("x[i] = xi - d", "x[i] = xi + d"))
+        os.utime(planted, (kernels.SOURCE_MTIME, kernels.SOURCE_MTIME))
+        py_compile.compile(str(planted), cfile=importlib.util.cache_from_source(str(path)),
+                           dfile=str(path), doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    _, values, _ = run_step(clean_env(MINIGRAD_CACHE_DIR=str(cache)))
+    assert values == expected_step()

@@ -37,7 +37,6 @@ attribute; ``docs/performance.md`` says how it was measured.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import json
 import math
@@ -45,6 +44,7 @@ import os
 import sys
 import tempfile
 import threading
+import types
 import warnings
 
 import numpy as np
@@ -302,9 +302,12 @@ def _load(source: str, fresh: bool = False, verified: bool = False):
             _remove(stale)
     elif verified:
         _discard_unverified(folder, name)
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = types.ModuleType(name)
+    module.__file__ = path
+    # Compile the text just checked, not the file: Python would take its own bytecode cache
+    # of the file on the recorded mtime and size alone (the same fixed mtime for every
+    # source), so a damaged or planted one would run instead.
+    exec(compile(source, path, "exec"), module.__dict__)
     sys.modules[name] = module
     return module.kernel
 
