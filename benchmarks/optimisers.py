@@ -705,9 +705,13 @@ def startup(n_warm: int, n_cold: int) -> dict:
     # The minigrad this process imported, not whichever one the child would find.
     root = os.path.dirname(os.path.dirname(os.path.abspath(mg.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    # A user's second run finds Python's bytecode of minigrad's modules (written by the first,
+    # or by pip at install, as PyTorch's was): some sandboxes set this and would time
+    # minigrad's modules compiled from source in every process instead.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     print("\n== start-up: a fresh `python -c` running `import minigrad` + the first Adam step "
           "(256 params) ==")
-    fresh_process(env, root)                    # warms the kernel cache
+    fresh_process(env, root)                    # warms the kernel cache (and writes the bytecode)
     warm = [fresh_process(env, root) for _ in range(n_warm)]
     cold = []
     for _ in range(n_cold):
