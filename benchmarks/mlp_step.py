@@ -276,8 +276,9 @@ def breakdown(mg_impl: MinigradStep, np_impl: NumpyStep, rounds: int, steps: int
         loss(m(x), y)
 
     def forward_taped():
-        with mg.tracker.recording():
+        with mg.tracker.recording() as tape:
             loss(m(x), y)
+        tape.clear()    # as gradient() does: else each step leaves a cycle for the GC to find
 
     def gradient_call():
         mg.gradient(lambda: loss(m(x), y), ps)
