@@ -945,7 +945,7 @@ class DistributedOptimiser(AbstractOptimiser):
             views = [flat[starts[i]:starts[i + 1]].reshape(p.shape) for i, p in enumerate(ps)]
         for p, view, anywhere in zip(ps, views, reached, strict=True):
             g[p] = view if anywhere else None
-        g.flat, g.buffer = flat, buffer
+        g._land(flat, buffer)
 
 
 # -- data ---------------------------------------------------------------------------------------

@@ -691,7 +691,7 @@ def update_(state, model, grads):
         buffer = params[0].flat
         flat = None if buffer is None else buffer.landed_flat(gradients)
         if flat is not None:        # (ApplyIfFinite, say, then steps its rule on it as it lies)
-            gs.flat, gs.buffer = flat, buffer
+            gs._land(flat, buffer)
         _step.update_(rule, ps, gs)
     return state, model
 

@@ -482,8 +482,7 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
         reached.add(i)
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
-    gs.flat, gs.buffer = flat, buffer
-    gs._reached_all = len(reached) == len(buffer.ids)
+    gs._land(flat, buffer)
     if xp is np:
         buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
     return True
@@ -595,6 +594,13 @@ class Grads:
         #: ``None`` (both).
         self.flat = self.buffer = None
         self._reached_all = False   # with ``flat``: no parameter's gradient is None
+
+    def _land(self, flat, buffer: FlatBuffer) -> None:
+        """Record that every gradient lies in ``flat``, laid out as ``buffer`` (those that are
+        ``None`` as zeros there): the one place that sets ``flat``, ``buffer`` and whether the
+        step may take them all as they lie (none ``None``)."""
+        self.flat, self.buffer = flat, buffer
+        self._reached_all = not any(map(is_, self._grads.values(), repeat(None)))
 
     def __getitem__(self, x) -> np.ndarray | None:
         try:

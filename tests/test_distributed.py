@@ -336,6 +336,23 @@ def test_one_process_sharded_checkpoint_is_the_unsharded_one(dist, tmp_path):
     assert m2["W"] not in sopt2.opt.state and len(sopt2.opt.state) == 1     # the slice's
 
 
+def test_one_process_step_takes_the_summed_gradients_as_they_lie(dist, monkeypatch):
+    """After the all-reduce, the summed flat gradient goes to the one kernel call over the flat
+    buffers (no gather into a scratch buffer): at the first step, whose gradients the optimiser
+    gathered into a new buffer, and at the next ones, which landed there."""
+    import minigrad as mg
+    from minigrad.optimise import step
+    steady = []
+    real = step.steady_step
+    monkeypatch.setattr(step, "steady_step", lambda *a: steady.append(real(*a)) or steady[-1])
+    W, b = mg.param(np.arange(5, dtype=np.float32)), mg.param(np.ones(2, np.float32))
+    ps = mg.Params([W, b])
+    dopt = dist.DistributedOptimiser(mg.Adam(0.1))
+    for _ in range(3):
+        mg.update_(dopt, ps, mg.gradient(lambda: mg.sum(W * W) + mg.sum(3 * b), ps))
+    assert steady == [True, True, True]
+
+
 def test_one_process_sharded_step_is_the_unsharded_step(dist):
     # One rank owns the whole buffer: the same bits as without sharding, state of all 7.
     import minigrad as mg

@@ -559,6 +559,21 @@ def test_the_steady_path_refuses_what_the_general_path_refuses(change):
             np.testing.assert_array_equal(now, then, err_msg=f"{change}: {path}")
 
 
+def test_a_guarded_rule_steps_landed_gradients_as_they_lie(monkeypatch):
+    """With ApplyIfFinite around the rule, finite landed gradients still go to the one kernel
+    call over the flat buffers (the guard hands its rule the flat gradient), not a gather."""
+    from minigrad.optimise import step
+    steady = []
+    real = step.steady_step
+    monkeypatch.setattr(step, "steady_step", lambda *a: steady.append(real(*a)) or steady[-1])
+    m = {"a": mg.param(np.ones(3, np.float32)), "b": mg.param(np.ones(2, np.float32))}
+    st = opt.setup(mg.ApplyIfFinite(mg.Adam(0.1)), m)
+    for _ in range(3):
+        steady.clear()
+        opt.update_(st, m, mg.gradient(lambda m: mg.sum(m["a"] * 2) + mg.sum(m["b"]), m)[0])
+    assert steady == [True]
+
+
 def test_a_guarded_rule_checks_landed_gradients_before_the_steady_path():
     """ApplyIfFinite's check comes first even where the gradients lie in the flat buffer:
     a NaN there skips the whole step."""
