@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import inspect
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from itertools import repeat
-from operator import attrgetter, is_
+from operator import is_
 
 import numpy as np
 
@@ -160,7 +159,7 @@ class Param(Node):
         # that a step need not check every parameter's storage (FlatBuffer.holds).
         buffer = getattr(self, "flat", None)    # (not set yet while unpickling)
         if buffer is not None:
-            buffer.views.clear()
+            buffer.dissolve()
         self._storage = value
 
     # Copies and pickles own their storage: they leave the flat buffer behind.
@@ -388,9 +387,6 @@ def _backprop(tape: Tape, loss: Node) -> list:
 
 # -- flat buffers ---------------------------------------------------------------------------------
 
-_base = attrgetter("base")
-
-
 class FlatBuffer:
     """Parameters of one dtype whose storage is one contiguous buffer, in order.
 
@@ -400,12 +396,14 @@ class FlatBuffer:
     (:mod:`minigrad.optimise.flat`); from then on :func:`gradient` taken with exactly these
     parameters writes their gradients into one flat buffer laid out alike (``Grads.flat``), so
     that one kernel call updates them all, and an all-reduce (``minigrad.distributed``) sums
-    them in one call.  ``landed`` is ``(weakref to that flat gradient, the ids of its views
-    in order)`` for the latest such gradient on the host, ``None`` before: it lets a caller
-    that holds the gradients without their ``Grads`` (a gradient tree of
-    :mod:`minigrad.optimisers`) recognise them (:meth:`landed_flat`).
+    them in one call.  ``landed`` is ``(that flat gradient, its views in order)`` for the
+    latest such gradient on the host, ``None`` before: it lets a caller that holds the
+    gradients without their ``Grads`` (a gradient tree of :mod:`minigrad.optimisers`)
+    recognise them by identity (:meth:`landed_flat`).  So the latest gradient stays alive
+    until the next one lands or the buffer dissolves, as PyTorch keeps a parameter's
+    ``.grad``.
 
-    A buffer is dissolved (``views`` emptied, so that it holds no one) as soon as one of its
+    A buffer is dissolved (:meth:`dissolve`: it holds no one any more) as soon as one of its
     parameters dies or is given new storage (``p.data = ...``); the survivors form a new one
     at their next update together.
 
@@ -436,6 +434,11 @@ class FlatBuffer:
         ids = tuple(params._items) if type(params) is Params else tuple(map(id, params))
         return len(self.views) == len(self.ids) and ids == self.ids
 
+    def dissolve(self) -> None:
+        """Hold no parameter any more (``views`` emptied), and let go of the latest gradient."""
+        self.views.clear()
+        self.landed = None
+
     def landed_flat(self, grads: list):
         """The flat gradient whose views ``grads`` are, when they are the views of the latest
         gradient laid out as this buffer (``landed``), in order; else ``None``.
@@ -450,13 +453,11 @@ class FlatBuffer:
         >>> buffer.landed_flat([gs[ps[1]], gs[ps[0]]]) is None         # not in its order
         True
         """
-        flat = None if self.landed is None else self.landed[0]()
-        if flat is None or tuple(map(id, grads)) != self.landed[1]:
+        landed = self.landed
+        if landed is None or len(grads) != len(landed[1]) or not all(map(is_, grads,
+                                                                          landed[1])):
             return None
-        try:    # (ids alone could match objects made after the views died: none is a view)
-            return flat if all(map(is_, map(_base, grads), repeat(flat))) else None
-        except AttributeError:      # (not even an array)
-            return None
+        return landed[0]
 
 
 def _flat_grads(gs: Grads, leaves: list) -> bool:
@@ -484,7 +485,7 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
     gs._land(flat, buffer)
     if xp is np:
-        buffer.landed = (weakref.ref(flat), tuple(id(gs._grads[i]) for i in buffer.ids))
+        buffer.landed = (flat, tuple(gs._grads[i] for i in buffer.ids))
     return True
 
 

@@ -1614,3 +1614,29 @@ def test_a_parameter_given_new_storage_leaves_its_buffer(storage):
     moved = 3.5 if storage == "new values" else 0.0
     np.testing.assert_array_equal(np.concatenate([p.data for p in ps]),
                                   np.r_[np.zeros(3), np.full(3, moved), np.zeros(3)])
+
+
+def test_a_buffer_keeps_its_latest_gradient_until_the_next_or_until_it_dissolves():
+    """The flat buffer holds the latest gradient that landed in it (so that a gradient tree's
+    arrays are recognised by identity); the next gradient replaces it, and a dissolved buffer
+    lets go of it, so that its memory is freed with the caller's last reference."""
+    ps = [mg.param(np.ones(3, np.float32)) for _ in range(2)]
+    θ = mg.Params(ps)
+    mg.update_(mg.Descent(0.5), θ, {p: np.ones(3, np.float32) for p in ps})
+    loss = lambda: mg.sum(ps[0]) + mg.sum(ps[1])     # noqa: E731
+    gs = mg.gradient(loss, θ)
+    first = weakref.ref(gs.flat)
+    views = [gs[p] for p in ps]
+    assert ps[0].flat.landed_flat(views) is gs.flat
+    del gs, views
+    gc.collect()
+    assert first() is not None                      # kept by the buffer
+    gs = mg.gradient(loss, θ)
+    gc.collect()
+    assert first() is None and ps[0].flat.landed_flat([gs[p] for p in ps]) is gs.flat
+    latest = weakref.ref(gs.flat)
+    buffer = ps[0].flat
+    ps[0].data = np.zeros(3, np.float32)            # dissolves the buffer
+    del gs
+    gc.collect()
+    assert latest() is None and buffer.landed is None

@@ -78,7 +78,7 @@ def flat_buffer(params: list) -> FlatBuffer:
         p.flat = buffer
         # Once one of them dies, the others no longer form this buffer's set: let go of the
         # views, so that the dead parameter's storage is freed with it.
-        weakref.finalize(p, buffer.views.clear).atexit = False
+        weakref.finalize(p, buffer.dissolve).atexit = False
     return buffer
 
 
