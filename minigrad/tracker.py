@@ -397,11 +397,11 @@ class FlatBuffer:
     parameters writes their gradients into one flat buffer laid out alike (``Grads.flat``), so
     that one kernel call updates them all, and an all-reduce (``minigrad.distributed``) sums
     them in one call.  ``landed`` is ``(that flat gradient, its views in order)`` for the
-    latest such gradient on the host, ``None`` before: it lets a caller that holds the
-    gradients without their ``Grads`` (a gradient tree of :mod:`minigrad.optimisers`)
-    recognise them by identity (:meth:`landed_flat`).  So the latest gradient stays alive
-    until the next one lands or the buffer dissolves, as PyTorch keeps a parameter's
-    ``.grad``.
+    latest such gradient on the host, if every parameter's gradient landed (else ``None``): it
+    lets a caller that holds the gradients without their ``Grads`` (a gradient tree of
+    :mod:`minigrad.optimisers`) recognise them by identity (:meth:`landed_flat`).  So the
+    latest gradient stays alive until the next one lands or the buffer dissolves, as PyTorch
+    keeps a parameter's ``.grad``.
 
     A buffer is dissolved (:meth:`dissolve`: it holds no one any more) as soon as one of its
     parameters dies or is given new storage (``p.data = ...``); the survivors form a new one
@@ -484,8 +484,9 @@ def _flat_grads(gs: Grads, leaves: list) -> bool:
     for i in set(range(len(buffer.ids))) - reached:
         flat[buffer.starts[i]:buffer.starts[i + 1]] = 0
     gs._land(flat, buffer)
-    if xp is np:
-        buffer.landed = (flat, tuple(gs._grads[i] for i in buffer.ids))
+    if xp is np:    # (a gradient that stayed None is no view: then none is recognised)
+        buffer.landed = ((flat, tuple(gs._grads[i] for i in buffer.ids)) if gs._reached_all
+                         else None)
     return True
 
 

@@ -1634,6 +1634,10 @@ def test_a_buffer_keeps_its_latest_gradient_until_the_next_or_until_it_dissolves
     gs = mg.gradient(loss, θ)
     gc.collect()
     assert first() is None and ps[0].flat.landed_flat([gs[p] for p in ps]) is gs.flat
+    partial = mg.gradient(lambda: mg.sum(ps[0]), θ)     # ps[1]'s gradient stays None
+    assert partial.flat is not None and ps[0].flat.landed is None
+    assert ps[0].flat.landed_flat([partial[ps[0]], None]) is None
+    gs = mg.gradient(loss, θ)
     latest = weakref.ref(gs.flat)
     buffer = ps[0].flat
     ps[0].data = np.zeros(3, np.float32)            # dissolves the buffer
