@@ -453,11 +453,10 @@ class FlatBuffer:
         >>> buffer.landed_flat([gs[ps[1]], gs[ps[0]]]) is None         # not in its order
         True
         """
-        landed = self.landed
-        if landed is None or len(grads) != len(landed[1]) or not all(map(is_, grads,
-                                                                          landed[1])):
+        if self.landed is None:
             return None
-        return landed[0]
+        flat, views = self.landed
+        return flat if len(grads) == len(views) and all(map(is_, grads, views)) else None
 
 
 def _flat_grads(gs: Grads, leaves: list) -> bool:
