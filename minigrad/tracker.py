@@ -435,7 +435,15 @@ class FlatBuffer:
         return len(self.views) == len(self.ids) and ids == self.ids
 
     def dissolve(self) -> None:
-        """Hold no parameter any more (``views`` emptied), and let go of the latest gradient."""
+        """Hold no parameter any more (``views`` emptied), and let go of the latest gradient.
+
+        >>> import numpy as np, minigrad as mg
+        >>> ps = [mg.param(np.ones(2)), mg.param(np.ones(3))]
+        >>> _ = mg.update_(mg.Descent(0.5), ps, {p: np.ones(p.shape) for p in ps})
+        >>> buffer = ps[0].flat; buffer.dissolve()
+        >>> buffer.holds(ps), buffer.landed
+        (False, None)
+        """
         self.views.clear()
         self.landed = None
 
